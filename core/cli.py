@@ -1,0 +1,303 @@
+"""The command line: `python -m core …` runs the book's experiments without the app.
+
+Owns argument parsing and printing. Every command takes `--json`; then the last line it
+prints is one JSON object, so scripts and tests can read the result. Bad input ends with a
+one-line error and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from core import spec as specs
+from core.checkpoint import CheckpointError
+from core.settings import SettingsError, TrainSettings, parse_assignment
+from core.store import RunNotFound, RunStore
+
+
+class CommandError(Exception):
+    """An error to print as one line (exit status 2)."""
+
+
+def _emit(arguments: argparse.Namespace, text: str, payload: dict[str, Any]) -> None:
+    if text:
+        print(text, file=sys.stderr if arguments.json else sys.stdout)
+    if arguments.json:
+        print(json.dumps(payload))
+
+
+def _read_json(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CommandError(f"No file {path}.") from None
+    except json.JSONDecodeError as error:
+        raise CommandError(f"{path} is not valid JSON: {error}.") from None
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def command_data_fetch(arguments: argparse.Namespace) -> None:
+    from core import data
+
+    names = data.DATASET_NAMES if arguments.dataset == "all" else (arguments.dataset,)
+    folders = {}
+    for name in names:
+        folders[name] = str(data.fetch(name, log=lambda message: print(message, file=sys.stderr)))
+    _emit(arguments, "\n".join(f"{name}: verified in {folder}" for name, folder in folders.items()), {"datasets": folders})
+
+
+def command_presets(arguments: argparse.Namespace) -> None:
+    from core.presets import all_presets
+
+    presets = all_presets()
+    lines = []
+    for preset in presets.values():
+        figure = f"{preset.book_accuracy:.2f}%" if preset.book_accuracy else "—"
+        lines.append(f"{preset.name:<26} {figure:>7}  {preset.title}")
+    payload = {name: {"title": p.title, "book_accuracy": p.book_accuracy, "network": p.network, "settings": p.settings} for name, p in presets.items()}
+    _emit(arguments, "\n".join(lines), {"presets": payload})
+
+
+def command_validate(arguments: argparse.Namespace) -> None:
+    network = _read_json(arguments.file)
+    if isinstance(network, dict) and "network" in network:  # A preset or saved-run file.
+        network = network["network"]
+    summary = specs.validate(network, arguments.dataset)
+    rows = [
+        {"layer": row.index + 1, "kind": row.kind, "description": row.description, "output_shape": list(row.output_shape), "parameters": row.parameters}
+        for row in summary.rows
+    ]
+    _emit(arguments, summary.table(), {"valid": True, "layers": rows, "total_parameters": summary.total_parameters})
+
+
+def _network_and_settings(arguments: argparse.Namespace) -> tuple[dict, TrainSettings, str]:
+    from core.presets import get
+
+    if bool(arguments.preset) == bool(arguments.spec):
+        raise CommandError("Give exactly one of --preset NAME or --spec FILE.json.")
+    if arguments.preset:
+        preset = get(arguments.preset)
+        network, values, name = preset.network, dict(preset.settings), preset.name
+    else:
+        loaded = _read_json(arguments.spec)
+        if isinstance(loaded, dict) and "network" in loaded:
+            network, values = loaded["network"], dict(loaded.get("settings", {}))
+        else:
+            network, values = loaded, {}
+        name = Path(arguments.spec).stem
+    if arguments.epochs is not None:
+        values["epochs"] = arguments.epochs
+    for assignment in arguments.set or []:
+        key, value = parse_assignment(assignment)
+        values[key] = value
+    settings = TrainSettings.from_dict(values)
+    network = specs.validate(network, settings.dataset).spec
+    return network, settings, arguments.name or name
+
+
+def _run_payload(run) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "status": run.status,
+        "message": run.message,
+        "best_validation_accuracy": run.best_validation_accuracy,
+        "test_accuracy": run.test_accuracy,
+        "best_epoch": run.best_epoch,
+        "epochs": run.epochs_done,
+        "seconds": round(run.seconds, 3),
+        "device": run.device,
+    }
+
+
+class _ProgressBar:
+    """Draws one line of progress on stderr from the run's stored progress."""
+
+    def __init__(self, store: RunStore, run_id: int):
+        self.store, self.run_id, self.last_epoch = store, run_id, 0
+
+    def poll(self) -> None:
+        run = self.store.get(self.run_id)
+        progress = run.progress
+        if progress:
+            fraction = progress["step"] / progress["steps_per_epoch"]
+            bar = "#" * int(fraction * 30)
+            sys.stderr.write(
+                f"\repoch {progress['epoch']}/{progress['epochs']} [{bar:<30}] loss {progress['loss']:.4f} "
+                f"{progress['images_per_second']:,.0f} img/s   "
+            )
+        for metrics in run.metrics[self.last_epoch :]:
+            sys.stderr.write(
+                f"\repoch {metrics['epoch']}: train acc {metrics['train_accuracy']:.4f}  validation acc "
+                f"{metrics['validation_accuracy']:.4f}  test acc {metrics['test_accuracy']:.4f}  ({metrics['seconds']:.1f} s)\n"
+            )
+            self.last_epoch = metrics["epoch"]
+        sys.stderr.flush()
+
+
+def command_train(arguments: argparse.Namespace) -> None:
+    from core import jobs
+
+    network, settings, name = _network_and_settings(arguments)
+    store = RunStore()
+    service = jobs.JobService(store)
+    run_id = service.submit(network, settings, owner=arguments.owner, name=name)
+    if arguments.background:
+        service.ensure_scheduler()
+        _emit(arguments, f"Run {run_id} queued. Follow it with `python -m core runs show {run_id}`.", {"run_id": run_id, "status": "queued"})
+        return
+    bar = _ProgressBar(store, run_id) if not arguments.quiet else None
+    status = service.run_here(run_id, poll=bar.poll if bar else None)
+    run = store.get(run_id)
+    if bar:
+        bar.poll()
+        sys.stderr.write("\n")
+    payload = _run_payload(run)
+    text = f"Run {run_id} {status}."
+    if run.best_epoch:
+        text += f" Best validation accuracy {run.best_validation_accuracy:.4f} (epoch {run.best_epoch}), test accuracy {run.test_accuracy:.4f}."
+    if run.message:
+        text += f" {run.message}"
+    _emit(arguments, text, payload)
+    if status in ("failed", "diverged"):
+        raise SystemExit(1)
+
+
+def command_runs_list(arguments: argparse.Namespace) -> None:
+    runs = RunStore().list(owner=arguments.owner)
+    lines = [f"{'id':>4}  {'status':<11} {'owner':<10} {'dataset':<13} {'val acc':>7} {'test acc':>8} {'epochs':>6}  network"]
+    for run in runs:
+        validation = f"{run.best_validation_accuracy:.4f}" if run.best_validation_accuracy is not None else "—"
+        test = f"{run.test_accuracy:.4f}" if run.test_accuracy is not None else "—"
+        lines.append(
+            f"{run.id:>4}  {run.status:<11} {run.owner[:10]:<10} {run.dataset:<13} {validation:>7} {test:>8} {run.epochs_done:>6}  "
+            f"{specs.summarize_network(run.spec)}"
+        )
+    _emit(arguments, "\n".join(lines), {"runs": [_run_payload(run) | {"owner": run.owner, "name": run.name} for run in runs]})
+
+
+def command_runs_show(arguments: argparse.Namespace) -> None:
+    run = RunStore().get(arguments.id)
+    lines = [
+        f"Run {run.id} — {run.name or 'unnamed'} ({run.status}) owner {run.owner or '—'}, {run.dataset}, {run.device or 'not started'}",
+        f"Network: {specs.summarize_network(run.spec)}",
+    ]
+    if run.message:
+        lines.append(run.message)
+    for metrics in run.metrics:
+        lines.append(
+            f"  epoch {metrics['epoch']:>3}: train loss {metrics['train_loss']:.4f} acc {metrics['train_accuracy']:.4f} | "
+            f"validation loss {metrics['validation_loss']:.4f} acc {metrics['validation_accuracy']:.4f} | "
+            f"test acc {metrics['test_accuracy']:.4f} | lr {metrics['learning_rate']:.4g} | {metrics['seconds']:.1f} s"
+        )
+    _emit(arguments, "\n".join(lines), run.to_dict())
+
+
+def command_eval(arguments: argparse.Namespace) -> None:
+    from core import evaluation
+
+    store = RunStore()
+    report = evaluation.evaluate_run(store, arguments.run)
+    lines = [f"Run {arguments.run}: test accuracy {report['test_accuracy']:.4f} ({report['errors']} of {report['total']} wrong)"]
+    lines.append("Per class: " + ", ".join(f"{name} {accuracy:.3f}" for name, accuracy in zip(report["class_names"], report["per_class_accuracy"])))
+    lines.append("Confusion matrix (rows: true class, columns: predicted):")
+    lines += ["  " + " ".join(f"{count:>5}" for count in row) for row in report["confusion_matrix"]]
+    _emit(arguments, "\n".join(lines), report)
+
+
+def command_cancel(arguments: argparse.Namespace) -> None:
+    from core import jobs
+
+    status = jobs.JobService(RunStore()).cancel(arguments.id)
+    _emit(arguments, f"Run {arguments.id}: {status}.", {"run_id": arguments.id, "status": status})
+
+
+def command_resume(arguments: argparse.Namespace) -> None:
+    from core import jobs
+
+    service = jobs.JobService(RunStore())
+    service.resume(arguments.id)
+    service.ensure_scheduler()
+    _emit(arguments, f"Run {arguments.id} queued to resume from its last finished epoch.", {"run_id": arguments.id, "status": "queued"})
+
+
+def command_scheduler(arguments: argparse.Namespace) -> None:
+    from core import jobs
+
+    jobs.run_scheduler(RunStore(), exit_when_idle=arguments.exit_when_idle)
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="LayerLab from the command line.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="end with one line of JSON")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data_parser = commands.add_parser("data", help="fetch and verify datasets").add_subparsers(dest="action", required=True)
+    fetch = data_parser.add_parser("fetch", parents=[common], help="fetch and verify a dataset into the data directory")
+    fetch.add_argument("--dataset", default="all", choices=("all", "mnist", "fashion-mnist"))
+    fetch.set_defaults(handler=command_data_fetch)
+
+    commands.add_parser("presets", parents=[common], help="list the preset networks").set_defaults(handler=command_presets)
+
+    validate = commands.add_parser("validate", parents=[common], help="show a spec's shapes and parameters, or its error")
+    validate.add_argument("file")
+    validate.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
+    validate.set_defaults(handler=command_validate)
+
+    train = commands.add_parser("train", parents=[common], help="train a network (in the foreground unless --background)")
+    train.add_argument("--preset")
+    train.add_argument("--spec", help="a JSON file: a layer list, a spec, or a preset-style {network, settings}")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. --set learning_rate=0.03")
+    train.add_argument("--name", default="")
+    train.add_argument("--owner", default="cli")
+    train.add_argument("--background", action="store_true", help="queue the run for the job service and return")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=command_train)
+
+    runs = commands.add_parser("runs", help="list or show runs").add_subparsers(dest="action", required=True)
+    runs_list = runs.add_parser("list", parents=[common])
+    runs_list.add_argument("--owner")
+    runs_list.set_defaults(handler=command_runs_list)
+    runs_show = runs.add_parser("show", parents=[common])
+    runs_show.add_argument("id", type=int)
+    runs_show.set_defaults(handler=command_runs_show)
+
+    evaluate = commands.add_parser("eval", parents=[common], help="test accuracy, per-class accuracy and confusion matrix of a run")
+    evaluate.add_argument("--run", type=int, required=True)
+    evaluate.set_defaults(handler=command_eval)
+
+    cancel = commands.add_parser("cancel", parents=[common], help="cancel a queued or running run")
+    cancel.add_argument("id", type=int)
+    cancel.set_defaults(handler=command_cancel)
+
+    resume = commands.add_parser("resume", parents=[common], help="resume an interrupted or cancelled run from its last epoch")
+    resume.add_argument("id", type=int)
+    resume.set_defaults(handler=command_resume)
+
+    scheduler = commands.add_parser("scheduler", parents=[common], help="run the job scheduler in the foreground")
+    scheduler.add_argument("--exit-when-idle", action="store_true")
+    scheduler.set_defaults(handler=command_scheduler)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        arguments.handler(arguments)
+    except (CommandError, SettingsError, specs.SpecError, CheckpointError, RunNotFound, ValueError) as error:
+        if getattr(arguments, "json", False):
+            print(json.dumps({"error": str(error)}))
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

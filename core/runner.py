@@ -1,0 +1,147 @@
+"""Runs one stored run to its end: the glue between the run store and the training engine.
+
+Owns what a run keeps while it trains: progress and a heartbeat in the store, per-epoch
+metrics, the best and per-epoch checkpoints, the resume state, and the final status with a
+message the learner can act on. Both the CLI's foreground `train` and the job service's
+worker processes call `execute`; neither knows how training works.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+
+import torch
+
+from core import checkpoint, data
+from core import spec as specs
+from core.device import describe, pick_device
+from core.settings import TrainSettings
+from core.store import RunStore
+from core.train import Callbacks, EpochMetrics, Progress, TrainingState, train
+
+PROGRESS_INTERVAL = 0.5  # seconds between progress writes, so 30 browsers polling see it move
+HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeats and cancel checks
+EPOCH_CHECKPOINT_LIMIT = 2_000_000  # keep one checkpoint per epoch only for nets this small
+
+
+class StoreCallbacks(Callbacks):
+    """Writes a run's progress, metrics and checkpoints to the store as the engine reports them."""
+
+    def __init__(self, store: RunStore, run_id: int, network: dict, settings: TrainSettings, parameters: int):
+        self.store, self.run_id, self.network, self.settings = store, run_id, network, settings
+        self.keep_epoch_checkpoints = settings.checkpoint_every_epoch and parameters <= EPOCH_CHECKPOINT_LIMIT
+        self.cancelled = threading.Event()
+        self.finished = threading.Event()
+        self._last_progress = 0.0
+        self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        """Refresh the heartbeat and watch for a cancel request, off the training thread."""
+        while not self.finished.wait(HEARTBEAT_INTERVAL):
+            try:
+                self.store.update(self.run_id, heartbeat_at=time.time())
+                if self.store.cancel_requested(self.run_id):
+                    self.cancelled.set()
+            except Exception:  # A busy database must never kill the run; the next beat retries.
+                pass
+
+    def on_step(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_INTERVAL or progress.step == progress.steps_per_epoch:
+            self._last_progress = now
+            self.store.update(self.run_id, progress=progress.to_dict())
+
+    def should_stop(self) -> bool:
+        return self.cancelled.is_set()
+
+    def on_epoch_end(self, metrics: EpochMetrics, state: TrainingState, improved: bool) -> None:
+        model = state.model
+        if improved:
+            checkpoint.save(self.store.best_checkpoint_path(self.run_id), model, self.network, self.settings, epoch=metrics.epoch)
+        if self.keep_epoch_checkpoints:
+            checkpoint.save(
+                self.store.epoch_checkpoint_path(self.run_id, metrics.epoch), model, self.network, self.settings, epoch=metrics.epoch
+            )
+        checkpoint.save_resume_state(self.store.resume_state_path(self.run_id), state.state_dict())
+        best = state.history[state.best_epoch - 1]
+        self.store.record_epoch(
+            self.run_id,
+            metrics.to_dict(),
+            epochs_done=metrics.epoch,
+            best_epoch=state.best_epoch,
+            best_validation_accuracy=best.validation_accuracy,
+            test_accuracy=best.test_accuracy,
+            seconds=sum(item.seconds for item in state.history),
+            heartbeat_at=time.time(),
+        )
+
+    def close(self) -> None:
+        self.finished.set()
+        self._heartbeat.join(timeout=5)
+
+
+def failure_message(error: BaseException, settings: TrainSettings) -> str:
+    """Turn an exception into a sentence a learner can act on."""
+    if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower():
+        device = pick_device(settings.device)
+        return (
+            f"Out of memory on {device} with batch size {settings.batch_size}. Lower the batch size "
+            f"(e.g. to {max(1, settings.batch_size // 2)}) or use a smaller network."
+        )
+    if isinstance(error, (ValueError, LookupError)):
+        return str(error)
+    return f"The run crashed: {type(error).__name__}: {error}. Its finished epochs are kept; see the server log for details."
+
+
+def execute(store: RunStore, run_id: int, resume: bool = False) -> str:
+    """Train run `run_id` as stored (continuing from its saved state when `resume`); return its final status."""
+    run = store.get(run_id, with_metrics=False)
+    callbacks = None
+    try:
+        settings = TrainSettings.from_dict(run.settings)
+        network = specs.normalize_spec(run.spec)
+        resume_state = checkpoint.load_resume_state(store.resume_state_path(run_id)) if resume else None
+        epochs_kept = len(resume_state["history"]) if resume_state else 0
+        store.truncate_metrics(run_id, epochs_kept)
+        parameters = specs.validate(network, settings.dataset).total_parameters
+        store.update(
+            run_id,
+            status="running",
+            message="",
+            started_at=time.time(),
+            finished_at=None,
+            heartbeat_at=time.time(),
+            worker_pid=os.getpid(),
+            device=describe(pick_device(settings.device)),
+            parameters=parameters,
+            epochs_done=epochs_kept,
+            progress={},
+        )
+        callbacks = StoreCallbacks(store, run_id, network, settings, parameters)
+        splits = data.load(settings.dataset, full_train=settings.full_train)
+        result = train(network, settings, splits, callbacks, resume_state=resume_state)
+        status, message = result.status, result.message
+    except BaseException as error:  # Every failure ends as a status with a message, never a lost run.
+        if isinstance(error, KeyboardInterrupt):
+            status, message = "interrupted", "Interrupted; resume it to continue from its last finished epoch."
+        else:
+            status = "failed"
+            message = failure_message(error, TrainSettings.from_dict(run.settings) if _settings_ok(run.settings) else TrainSettings())
+            traceback.print_exc()
+    finally:
+        if callbacks is not None:
+            callbacks.close()
+    store.update(run_id, status=status, message=message, finished_at=time.time(), worker_pid=None)
+    return status
+
+
+def _settings_ok(values: dict) -> bool:
+    try:
+        TrainSettings.from_dict(values)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,404 @@
+"""The training engine: a hand-written mini-batch loop over data that stays on the device.
+
+Owns optimisers, learning-rate schedules, L1/L2 penalties, augmentation calls, evaluation,
+early stopping, divergence detection and resumable state. It reports through callbacks and
+never prints, sleeps, stores files or touches a UI (minGPT's trainer is the model): the
+runner decides what to keep, the pages decide how to show it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from core import spec as specs
+from core.augment import Augmentation, augment
+from core.data import Splits
+from core.device import pick_device
+from core.settings import TrainSettings
+
+
+@dataclass
+class EpochMetrics:
+    """What one epoch measured; the store keeps one row of these per epoch."""
+
+    epoch: int  # 1-based
+    train_loss: float  # mean loss over the epoch's mini-batches (dropout on, penalties off)
+    train_accuracy: float  # running accuracy over those same mini-batches
+    validation_loss: float
+    validation_accuracy: float
+    test_accuracy: float
+    learning_rate: float  # the rate in force at the end of the epoch
+    seconds: float  # wall time of the epoch, evaluation included
+    images_per_second: float  # training images per second (evaluation excluded)
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass
+class Progress:
+    """Where the run is inside an epoch, reported after every step."""
+
+    epoch: int  # 1-based epoch in progress
+    epochs: int
+    step: int  # steps done in this epoch
+    steps_per_epoch: int
+    global_step: int
+    loss: float
+    images_per_second: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    status: str  # "succeeded", "diverged" or "cancelled"
+    message: str  # a sentence for the learner ("" when nothing needs saying)
+    history: list[EpochMetrics]
+    best_epoch: int  # 0 when no epoch finished
+    best_validation_accuracy: float
+    test_accuracy: float  # the test accuracy at the best-validation epoch (Nielsen's protocol)
+    seconds: float
+    model: nn.Module  # holds the best-validation weights when an epoch finished
+
+
+class Callbacks:
+    """Hooks the loop calls; override what you need. The defaults do nothing."""
+
+    def on_step(self, progress: Progress) -> None:
+        pass
+
+    def on_epoch_end(self, metrics: EpochMetrics, state: "TrainingState", improved: bool) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        """Return True to cancel the run; checked after every step."""
+        return False
+
+
+@dataclass
+class TrainingState:
+    """Everything needed to continue a run exactly where it stopped."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    history: list[EpochMetrics] = field(default_factory=list)
+    global_step: int = 0
+    best_epoch: int = 0
+    best_validation_accuracy: float = -1.0
+    epochs_without_improvement: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None  # CPU copy of the weights at `best_epoch`
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain values only, so `torch.load(weights_only=True)` can read it back."""
+        return {
+            "model": {name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()},
+            "optimizer": _to_cpu(self.optimizer.state_dict()),
+            "scheduler": _to_cpu(self.scheduler.state_dict()) if self.scheduler is not None else None,
+            "history": [metrics.to_dict() for metrics in self.history],
+            "global_step": self.global_step,
+            "best_epoch": self.best_epoch,
+            "best_validation_accuracy": self.best_validation_accuracy,
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "best_weights": self.best_weights,
+            "cpu_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.history = [EpochMetrics(**metrics) for metrics in state["history"]]
+        self.global_step = state["global_step"]
+        self.best_epoch = state["best_epoch"]
+        self.best_validation_accuracy = state["best_validation_accuracy"]
+        self.epochs_without_improvement = state["epochs_without_improvement"]
+        self.best_weights = state["best_weights"]
+        torch.set_rng_state(state["cpu_rng"])
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(item) for item in value)
+    return value
+
+
+# ----------------------------------------------------------------------------- losses
+
+# The loss is pluggable: classification now, reconstruction (autoencoders) later. Each takes
+# the model's output and the batch's targets and returns a scalar mean loss.
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    # Softmax + log-likelihood (Nielsen ch. 3/6): cross-entropy on logits does both at once.
+    "log_likelihood": nn.functional.cross_entropy,
+}
+
+
+# ----------------------------------------------------------------------------- optimisers and schedules
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    parameters = model.parameters()
+    rate = settings.learning_rate
+    name = settings.optimizer
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=rate)
+    if name in ("momentum", "nesterov"):
+        return torch.optim.SGD(parameters, lr=rate, momentum=settings.momentum, nesterov=name == "nesterov")
+    if name == "adagrad":
+        return torch.optim.Adagrad(parameters, lr=rate)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=rate)
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=rate, betas=(settings.beta1, settings.beta2))
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=rate, betas=(settings.beta1, settings.beta2), weight_decay=settings.weight_decay)
+    if name == "adadelta":
+        return torch.optim.Adadelta(parameters, lr=rate)
+    raise ValueError(f"Unknown optimizer {name!r}.")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, total_steps: int) -> Any:
+    """Per-epoch schedules step at each epoch's end; one-cycle steps every batch."""
+    name = settings.schedule
+    if name == "constant":
+        return None
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.step_epochs, gamma=settings.gamma)
+    if name == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=settings.gamma)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate, total_steps=max(total_steps, 2))
+    if name == "halve_on_plateau":
+        # Nielsen ch. 3 suggests halving η when validation accuracy stops improving.
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=settings.plateau_patience)
+    raise ValueError(f"Unknown schedule {name!r}.")
+
+
+def penalty(model: nn.Module, settings: TrainSettings, batches_per_epoch: int) -> torch.Tensor | float:
+    """network3.py's regulariser: 0.5·λ·Σw² / batches (+ λ₁·Σ|w| / batches), on weights only.
+
+    Dividing by the number of mini-batches spreads the penalty over an epoch, so λ means the
+    same thing whatever the batch size (Nielsen ch. 6).
+    """
+    if settings.l2 == 0 and settings.l1 == 0:
+        return 0.0
+    weights = specs.weight_parameters(model)
+    total = 0.0
+    if settings.l2:
+        total = total + 0.5 * settings.l2 * sum((weight * weight).sum() for weight in weights) / batches_per_epoch
+    if settings.l1:
+        total = total + settings.l1 * sum(weight.abs().sum() for weight in weights) / batches_per_epoch
+    return total
+
+
+# ----------------------------------------------------------------------------- data on the device
+
+
+@dataclass
+class DeviceData:
+    """A split's images (N, 1, 28, 28) uint8 and labels (N,) int64, already on the device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self.images[indices].float().div_(255.0)  # (B, 1, 28, 28) in [0, 1]
+        return images, self.labels[indices]
+
+
+def to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> DeviceData:
+    return DeviceData(images.unsqueeze(1).to(device), labels.to(device))
+
+
+def training_data(splits: Splits, settings: TrainSettings, device: torch.device) -> DeviceData:
+    images, labels = splits.train_images, splits.train_labels
+    if settings.train_subset:
+        images, labels = images[: settings.train_subset], labels[: settings.train_subset]
+    return to_device(images, labels, device)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 2000, loss_name: str = "log_likelihood") -> tuple[float, float]:
+    """Mean loss and accuracy of `model` on `data`, in eval mode (dropout off, batch-norm frozen)."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(data), batch_size):
+        indices = torch.arange(start, min(start + batch_size, len(data)), device=data.labels.device)
+        images, labels = data.batch(indices)
+        logits = model(images).float()
+        total_loss += LOSSES[loss_name](logits, labels, reduction="sum").item()
+        correct += (logits.argmax(dim=1) == labels).sum().item()
+    model.train(was_training)
+    return total_loss / max(len(data), 1), correct / max(len(data), 1)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(
+    network: dict | list,
+    settings: TrainSettings,
+    splits: Splits,
+    callbacks: Callbacks | None = None,
+    resume_state: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train `network` on `splits` with `settings`; returns when done, diverged or cancelled.
+
+    With `resume_state` (a `TrainingState.state_dict()`), continues after its last finished
+    epoch with the same weights, optimiser moments and schedule.
+    """
+    settings.validate()
+    callbacks = callbacks or Callbacks()
+    device = pick_device(settings.device)
+    torch.manual_seed(settings.seed)
+    model = specs.build(network, settings.dataset).to(device)
+    use_cuda = device.type == "cuda"
+    if use_cuda:
+        model = model.to(memory_format=torch.channels_last)
+    train_data = training_data(splits, settings, device)
+    validation_data = to_device(splits.validation_images, splits.validation_labels, device)
+    test_data = to_device(splits.test_images, splits.test_labels, device)
+    batch_size = min(settings.batch_size, len(train_data))
+    # Like network3.py, drop the last incomplete batch so every step sees `batch_size` images.
+    steps_per_epoch = max(1, len(train_data) // batch_size)
+    total_steps = settings.epochs * steps_per_epoch
+    if settings.max_steps:
+        total_steps = min(total_steps, settings.max_steps)
+    optimizer = make_optimizer(model, settings)
+    scheduler = make_scheduler(optimizer, settings, total_steps)
+    state = TrainingState(model, optimizer, scheduler)
+    if resume_state is not None:
+        state.load_state_dict(resume_state)
+    augmentation = Augmentation(
+        settings.shift_pixels, settings.rotation_degrees, settings.scale, settings.skew, settings.elastic_alpha, settings.elastic_sigma
+    )
+    augmentation.validate()
+    loss_function = LOSSES[settings.loss]
+    autocast_dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else torch.float16
+    use_autocast = use_cuda and settings.mixed_precision
+    grad_scaler = torch.amp.GradScaler("cuda", enabled=use_autocast and autocast_dtype == torch.float16)
+    # The permutation generator lives on the CPU so a seed gives the same order on any device.
+    generator = torch.Generator().manual_seed(settings.seed + len(state.history))
+    started = time.perf_counter()
+    status, message = "succeeded", ""
+
+    for epoch in range(len(state.history) + 1, settings.epochs + 1):
+        if settings.max_steps and state.global_step >= settings.max_steps:
+            break
+        epoch_started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train_data), generator=generator).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct_sum = torch.zeros((), device=device, dtype=torch.long)
+        seen, steps_done, stop_requested = 0, 0, False
+        for step in range(steps_per_epoch):
+            indices = order[step * batch_size : (step + 1) * batch_size]
+            images, labels = train_data.batch(indices)
+            if augmentation.active:
+                images = augment(images, augmentation, generator)
+            if use_cuda:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_autocast):
+                logits = model(images)  # (B, 10)
+                loss = loss_function(logits.float(), labels)
+            total = loss + penalty(model, settings, steps_per_epoch)
+            optimizer.zero_grad(set_to_none=True)
+            grad_scaler.scale(total).backward()
+            grad_scaler.step(optimizer)
+            grad_scaler.update()
+            if scheduler is not None and settings.schedule == "onecycle" and state.global_step + 1 < total_steps:
+                scheduler.step()
+            state.global_step += 1
+            steps_done += 1
+            seen += len(labels)
+            loss_sum += loss.detach() * len(labels)
+            correct_sum += (logits.detach().argmax(dim=1) == labels).sum()
+            # One host sync per step: the check that stops a diverging run at once.
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                status = "diverged"
+                message = (
+                    f"The loss became {loss_value} at epoch {epoch}, step {step + 1}: the run diverged. "
+                    f"Lower the learning rate (now {settings.learning_rate:g}), e.g. to {settings.learning_rate / 10:g}."
+                )
+                break
+            elapsed = time.perf_counter() - epoch_started
+            callbacks.on_step(
+                Progress(epoch, settings.epochs, step + 1, steps_per_epoch, state.global_step, loss_value, seen / max(elapsed, 1e-9))
+            )
+            if callbacks.should_stop():
+                stop_requested = True
+                break
+            if settings.max_steps and state.global_step >= settings.max_steps:
+                break
+        if status == "diverged":
+            break
+        if stop_requested:
+            status, message = "cancelled", f"Cancelled during epoch {epoch}; the {len(state.history)} finished epoch(s) are kept."
+            break
+        if use_cuda:
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - epoch_started
+        validation_loss, validation_accuracy = evaluate(model, validation_data, settings.eval_batch_size, settings.loss)
+        _, test_accuracy = evaluate(model, test_data, settings.eval_batch_size, settings.loss)
+        if scheduler is not None and settings.schedule == "halve_on_plateau":
+            scheduler.step(validation_accuracy)
+        elif scheduler is not None and settings.schedule != "onecycle":
+            scheduler.step()
+        metrics = EpochMetrics(
+            epoch=epoch,
+            train_loss=(loss_sum / max(seen, 1)).item(),
+            train_accuracy=correct_sum.item() / max(seen, 1),
+            validation_loss=validation_loss,
+            validation_accuracy=validation_accuracy,
+            test_accuracy=test_accuracy,
+            learning_rate=optimizer.param_groups[0]["lr"],
+            seconds=time.perf_counter() - epoch_started,
+            images_per_second=seen / max(train_seconds, 1e-9),
+        )
+        state.history.append(metrics)
+        improved = validation_accuracy > state.best_validation_accuracy
+        if improved:
+            state.best_validation_accuracy = validation_accuracy
+            state.best_epoch = epoch
+            state.epochs_without_improvement = 0
+            state.best_weights = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+        else:
+            state.epochs_without_improvement += 1
+        callbacks.on_epoch_end(metrics, state, improved)
+        if settings.early_stopping_patience and state.epochs_without_improvement >= settings.early_stopping_patience:
+            message = f"Stopped early: validation accuracy did not improve for {settings.early_stopping_patience} epochs."
+            break
+
+    if state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
+    best = state.history[state.best_epoch - 1] if state.best_epoch else None
+    return TrainResult(
+        status=status,
+        message=message,
+        history=state.history,
+        best_epoch=state.best_epoch,
+        best_validation_accuracy=best.validation_accuracy if best else 0.0,
+        test_accuracy=best.test_accuracy if best else 0.0,
+        seconds=time.perf_counter() - started,
+        model=model,
+    )
