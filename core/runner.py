@@ -23,7 +23,11 @@ from core.store import RunStore
 from core.train import Callbacks, EpochMetrics, Progress, TrainingState, train
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes, so 30 browsers polling see it move
-HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeats and cancel checks
+HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeats
+CANCEL_POLL_INTERVAL = 0.25  # seconds between cancel checks, well inside the 2 s a cancel may take
+# Test-only fault injection, off unless set: "oom_at_step:N" makes global step N raise CUDA's
+# out-of-memory error; "oom_at_step:N@NAME" does so only in runs named NAME.
+FAULT_INJECTION_VARIABLE = "LAYERLAB_FAULT_INJECTION"
 EPOCH_CHECKPOINT_LIMIT = 2_000_000  # keep one checkpoint per epoch only for nets this small
 
 
@@ -36,20 +40,26 @@ class StoreCallbacks(Callbacks):
         self.cancelled = threading.Event()
         self.finished = threading.Event()
         self._last_progress = 0.0
+        self.oom_at_step = 0  # see FAULT_INJECTION_VARIABLE
         self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
         self._heartbeat.start()
 
     def _beat(self) -> None:
         """Refresh the heartbeat and watch for a cancel request, off the training thread."""
-        while not self.finished.wait(HEARTBEAT_INTERVAL):
+        last_beat = 0.0
+        while not self.finished.wait(CANCEL_POLL_INTERVAL):
             try:
-                self.store.update(self.run_id, heartbeat_at=time.time())
+                if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL:
+                    self.store.update(self.run_id, heartbeat_at=time.time())
+                    last_beat = time.monotonic()
                 if self.store.cancel_requested(self.run_id):
                     self.cancelled.set()
             except Exception:  # A busy database must never kill the run; the next beat retries.
                 pass
 
     def on_step(self, progress: Progress) -> None:
+        if self.oom_at_step and progress.global_step == self.oom_at_step:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB (injected by {FAULT_INJECTION_VARIABLE})")
         now = time.monotonic()
         if now - self._last_progress >= PROGRESS_INTERVAL or progress.step == progress.steps_per_epoch:
             self._last_progress = now
@@ -59,14 +69,7 @@ class StoreCallbacks(Callbacks):
         return self.cancelled.is_set()
 
     def on_epoch_end(self, metrics: EpochMetrics, state: TrainingState, improved: bool) -> None:
-        model = state.model
-        if improved:
-            checkpoint.save(self.store.best_checkpoint_path(self.run_id), model, self.network, self.settings, epoch=metrics.epoch)
-        if self.keep_epoch_checkpoints:
-            checkpoint.save(
-                self.store.epoch_checkpoint_path(self.run_id, metrics.epoch), model, self.network, self.settings, epoch=metrics.epoch
-            )
-        checkpoint.save_resume_state(self.store.resume_state_path(self.run_id), state.state_dict())
+        # Metrics first, so every browser sees the finished epoch before the checkpoints are written.
         best = state.history[state.best_epoch - 1]
         self.store.record_epoch(
             self.run_id,
@@ -78,6 +81,14 @@ class StoreCallbacks(Callbacks):
             seconds=sum(item.seconds for item in state.history),
             heartbeat_at=time.time(),
         )
+        model = state.model
+        if improved:
+            checkpoint.save(self.store.best_checkpoint_path(self.run_id), model, self.network, self.settings, epoch=metrics.epoch)
+        if self.keep_epoch_checkpoints:
+            checkpoint.save(
+                self.store.epoch_checkpoint_path(self.run_id, metrics.epoch), model, self.network, self.settings, epoch=metrics.epoch
+            )
+        checkpoint.save_resume_state(self.store.resume_state_path(self.run_id), state.state_dict())
 
     def close(self) -> None:
         self.finished.set()
@@ -107,6 +118,10 @@ def execute(store: RunStore, run_id: int, resume: bool = False) -> str:
         resume_state = checkpoint.load_resume_state(store.resume_state_path(run_id)) if resume else None
         epochs_kept = len(resume_state["history"]) if resume_state else 0
         store.truncate_metrics(run_id, epochs_kept)
+        recorded = {row["epoch"] for row in store.metrics(run_id)}
+        for metrics in resume_state["history"] if resume_state else []:
+            if metrics["epoch"] not in recorded:  # Stopped between saving the state and recording the epoch.
+                store.record_epoch(run_id, metrics)
         parameters = specs.validate(network, settings.dataset).total_parameters
         store.update(
             run_id,
@@ -122,11 +137,15 @@ def execute(store: RunStore, run_id: int, resume: bool = False) -> str:
             progress={},
         )
         callbacks = StoreCallbacks(store, run_id, network, settings, parameters)
+        callbacks.oom_at_step = _injected_oom_step(run.name)
         splits = data.load(settings.dataset, full_train=settings.full_train)
         result = train(network, settings, splits, callbacks, resume_state=resume_state)
         status, message = result.status, result.message
     except BaseException as error:  # Every failure ends as a status with a message, never a lost run.
-        if isinstance(error, KeyboardInterrupt):
+        if isinstance(error, KeyboardInterrupt) and store.cancel_requested(run_id):
+            # The job service stops a worker that has not honoured a cancel in time; it is still a cancel.
+            status, message = "cancelled", f"Cancelled; the {store.get(run_id, with_metrics=False).epochs_done} finished epoch(s) are kept."
+        elif isinstance(error, KeyboardInterrupt):
             status, message = "interrupted", "Interrupted; resume it to continue from its last finished epoch."
         else:
             status = "failed"
@@ -137,6 +156,15 @@ def execute(store: RunStore, run_id: int, resume: bool = False) -> str:
             callbacks.close()
     store.update(run_id, status=status, message=message, finished_at=time.time(), worker_pid=None)
     return status
+
+
+def _injected_oom_step(run_name: str) -> int:
+    """The step at which FAULT_INJECTION_VARIABLE asks this run to fail with out of memory, or 0 (tests only)."""
+    value = os.environ.get(FAULT_INJECTION_VARIABLE, "")
+    if not value.startswith("oom_at_step:"):
+        return 0
+    step, _, name = value.removeprefix("oom_at_step:").partition("@")
+    return int(step) if not name or name == run_name else 0
 
 
 def _settings_ok(values: dict) -> bool:

@@ -117,11 +117,12 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise SettingsError(f"'{text}' is not of the form key=value, e.g. learning_rate=0.03.")
     name, raw = (part.strip() for part in text.split("=", 1))
-    default = getattr(TrainSettings(), name, None)
-    if default is None:
-        hint = difflib.get_close_matches(name, [spec_field.name for spec_field in fields(TrainSettings)], n=1)
+    # Look the name up among the fields, not the attributes, so "validate=1" is not a setting.
+    known = [spec_field.name for spec_field in fields(TrainSettings)]
+    if name not in known:
+        hint = difflib.get_close_matches(name, known, n=1)
         raise SettingsError(f"Unknown setting '{name}'." + (f" Did you mean '{hint[0]}'?" if hint else ""), name)
-    return name, _convert(name, raw, type(default))
+    return name, _convert(name, raw, type(getattr(TrainSettings(), name)))
 
 
 def _convert(name: str, value: Any, wanted: type) -> Any:
@@ -163,6 +164,8 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def _check_range(name, value, minimum, maximum, above_minimum=False, below_maximum=False) -> None:
+    if isinstance(value, float) and math.isnan(value):  # NaN fails no comparison below, so it needs its own check.
+        raise SettingsError(f"'{name}' must be a finite number, not nan.", name)
     if (value <= minimum) if above_minimum else (value < minimum):
         relation = "above" if above_minimum else "at least"
         raise SettingsError(f"'{name}' is {value}, but it must be {relation} {minimum:g}.", name)

@@ -161,7 +161,7 @@ def describe_layer(layer: dict) -> str:
 
 
 def summarize_network(spec: dict | list) -> str:
-    """One line naming the stack, for the runs table: 'conv 20 × 5×5 → maxpool 2×2 → dense 100 → output'."""
+    """One line naming the stack, for the runs table: 'conv 20 × 5×5 → maxpool 2×2 → dense 100 → output softmax 10'."""
     layers = normalize_spec(spec)["layers"]
     return " → ".join(describe_layer(layer).split(",")[0] for layer in layers)
 
@@ -253,8 +253,8 @@ def _check_order(layers: list[dict]) -> None:
     outputs = [index for index, layer in enumerate(layers) if layer["kind"] == "output"]
     if not outputs:
         raise SpecError(
-            "The network has no output layer. Add {\"kind\": \"output\"} at the end: it turns the last layer into "
-            "10 class probabilities (softmax).",
+            f"The network has no output layer. Add {{\"kind\": \"output\"}} at the end, after layer {len(layers)} "
+            f"({layers[-1]['kind']}): it turns the last layer into 10 class probabilities (softmax).",
             len(layers) - 1,
         )
     if len(outputs) > 1 or outputs[0] != len(layers) - 1:
@@ -278,11 +278,14 @@ def validate(spec: dict | list, dataset: str = "mnist") -> Summary:
     layers = normalized["layers"]
     summary = Summary(spec=normalized)
     shape: tuple[int, ...] = INPUT_SHAPE
-    activations = torch.zeros((2, *INPUT_SHAPE))
+    # The dry run happens on the "meta" device: real shapes and parameter counts, but no memory,
+    # so a spec far over MAX_PARAMETERS gets the sentence below instead of an allocation error.
+    activations = torch.zeros((2, *INPUT_SHAPE), device="meta")
     previous = "the input image"
     for index, layer in enumerate(layers):
         _check_shape(index, layer, shape, previous)
-        block = _build_block(index, layers, shape)
+        with torch.device("meta"):
+            block = _build_block(index, layers, shape)
         block.eval()
         try:
             with torch.no_grad():
@@ -355,8 +358,8 @@ class Normalize(nn.Module):
 class L2Pool2d(nn.Module):
     """L2 pooling (Nielsen ch. 6): the square root of the sum of squares in each window.
 
-    `nn.LPPool2d` has an infinite gradient where a window is all zeros (common after ReLU),
-    so a tiny epsilon sits inside the square root; its gradient there is exactly zero.
+    A plain square root has an infinite gradient where a window is all zeros (common after
+    ReLU), so a tiny epsilon sits inside it; the gradient there is then exactly zero.
     """
 
     def __init__(self, size: int, stride: int):
@@ -423,7 +426,8 @@ def _build_block(index: int, layers: list[dict], shape: tuple[int, ...]) -> nn.S
         pool = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d, "l2pool": L2Pool2d}[kind]
         modules.append(pool(layer["size"], stride))
     elif kind == "dropout":
-        modules.append(nn.Dropout(layer["p"]) if len(shape) == 1 else nn.Dropout2d(layer["p"]))
+        # Unit-wise dropout on images too, as network3.py drops single inputs (not whole maps).
+        modules.append(nn.Dropout(layer["p"]))
     elif kind == "batchnorm":
         modules.append(nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0]))
     elif kind == "activation":

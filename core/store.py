@@ -32,6 +32,7 @@ METRIC_NAMES = (
     "learning_rate",
     "seconds",
     "images_per_second",
+    "ended_at",
 )
 
 SCHEMA = """
@@ -65,6 +66,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     epoch INTEGER NOT NULL,
     train_loss REAL, train_accuracy REAL, validation_loss REAL, validation_accuracy REAL,
     test_accuracy REAL, learning_rate REAL, seconds REAL, images_per_second REAL,
+    ended_at REAL,                   -- when the epoch finished (its evaluation done)
     recorded_at REAL NOT NULL,
     PRIMARY KEY (run_id, epoch)
 );
@@ -221,7 +223,7 @@ class RunStore:
             connection.execute(
                 f"INSERT OR REPLACE INTO metrics (run_id, epoch, {', '.join(METRIC_NAMES)}, recorded_at) "
                 f"VALUES (?, ?, {', '.join('?' for _ in METRIC_NAMES)}, ?)",
-                (run_id, metrics["epoch"], *(metrics[name] for name in METRIC_NAMES), time.time()),
+                (run_id, metrics["epoch"], *(metrics.get(name) for name in METRIC_NAMES), time.time()),
             )
             if run_values:
                 columns = ", ".join(f"{name} = ?" for name in run_values)

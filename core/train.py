@@ -36,6 +36,7 @@ class EpochMetrics:
     learning_rate: float  # the rate in force at the end of the epoch
     seconds: float  # wall time of the epoch, evaluation included
     images_per_second: float  # training images per second (evaluation excluded)
+    ended_at: float = 0.0  # wall-clock time (Unix seconds) when the epoch's evaluation finished
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -374,6 +375,7 @@ def train(
             learning_rate=optimizer.param_groups[0]["lr"],
             seconds=time.perf_counter() - epoch_started,
             images_per_second=seen / max(train_seconds, 1e-9),
+            ended_at=time.time(),
         )
         state.history.append(metrics)
         improved = validation_accuracy > state.best_validation_accuracy

@@ -1,0 +1,132 @@
+"""Renders the benchmark results (docs/benchmarks.json) as docs/benchmarks.md."""
+
+from __future__ import annotations
+
+
+def _engine(rows: list[dict]) -> list[str]:
+    lines = [
+        "## Engine throughput vs a DataLoader loop",
+        "",
+        "Same network, optimiser (SGD), batch size and device; the reference feeds per-sample tensors through",
+        "`Dataset` + `DataLoader` the way torchvision's MNIST does for pytorch/examples (a PIL image per item,",
+        "`ToTensor`, `Normalize`). Training images per second, median of the repeats. Target: ≥ 2×.",
+        "",
+        "| network | batch | steps | LayerLab engine (img/s) | DataLoader loop (img/s) | ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['network']} | {row['batch_size']} | {row['steps']} | {row['engine_images_per_second']:,.0f} | "
+            f"{row['dataloader_images_per_second']:,.0f} | **{row['ratio']:.2f}×** |"
+        )
+    return lines + [""]
+
+
+def _fast(result: dict) -> list[str]:
+    seconds = ", ".join(f"{value:.1f}" for value in result["all_seconds"])
+    return [
+        "## `fast` preset: time to 99.0% MNIST test accuracy",
+        "",
+        "Wall time from the start of training until the first epoch whose test accuracy is ≥ 99.0%, evaluation",
+        "included (median over seeds). Reference measured in the same run: one epoch of the pytorch/examples",
+        "recipe (its network, Adadelta, batch 64, DataLoader), which needs about two epochs to pass 99%.",
+        "Target: ≤ 30 s.",
+        "",
+        "| | seconds |",
+        "|---|---:|",
+        f"| `fast` to 99.0% (median; runs: {seconds}) | **{result['seconds_to_99']:.1f}** |",
+        f"| pytorch/examples, one epoch | {result['reference_epoch_seconds']:.1f} |",
+        f"| ratio (one reference epoch / `fast` to 99%) | {result['ratio']:.2f}× |",
+        "",
+        f"Epochs needed: {result['epochs_to_99']}; test accuracy reached: "
+        + ", ".join(f"{value * 100:.2f}%" for value in result["test_accuracy_reached"]),
+        "",
+    ]
+
+
+def _nielsen(rows: list[dict]) -> list[str]:
+    epochs = rows[0]["epochs"] if rows else 0
+    lines = [
+        "## Nielsen ch. 6: the first three networks",
+        "",
+        f"The book's network, initialisation, optimiser (plain SGD), mini-batch 10 and η, for a budget of {epochs} epoch(s)",
+        "on this machine, beside the book's figure after 60 epochs. The quoted figure is the test accuracy at the",
+        "best-validation epoch, the book's protocol.",
+        "",
+        "| network | epochs here | test accuracy here | seconds | book (60 epochs) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['preset']} | {row['epochs']} | {row['test_accuracy'] * 100:.2f}% | {row['seconds']:.0f} | {row['book_accuracy']:.2f}% |"
+        )
+    lines += [
+        "",
+        "The full 60-epoch reproduction (meant for a GPU server; about an hour per network on this CPU):",
+        "",
+        "```",
+        "for preset in nielsen-1-shallow nielsen-2-conv-pool nielsen-3-two-conv-pool nielsen-4-relu-l2 \\",
+        "              nielsen-5-expanded nielsen-6-extra-dense nielsen-7-dropout; do",
+        "  .venv/bin/python -m core train --preset $preset --json",
+        "done",
+        "```",
+        "",
+    ]
+    return lines
+
+
+def _service(result: dict) -> list[str]:
+    return [
+        "## Job service overhead",
+        "",
+        f"The same run ({result['description']}) through the job service (scheduler + a spawned worker process",
+        "that imports torch and loads the data itself) vs calling the engine directly in one process (data loading",
+        "included in both). Medians of the repeats. Targets: ≤ 10% extra wall time; ≤ 1 s from an epoch finishing",
+        "to its metrics being readable.",
+        "",
+        "| | value |",
+        "|---|---:|",
+        f"| engine called directly | {result['direct_seconds']:.2f} s |",
+        f"| through the job service (submit → succeeded) | {result['service_seconds']:.2f} s |",
+        f"| extra wall time | **{result['overhead_percent']:.1f}%** |",
+        f"| epoch finished → metrics readable by another process (median of {result['latency_samples']} epochs) | **{result['latency_median_seconds'] * 1000:.0f} ms** |",
+        f"| same, worst epoch | {result['latency_max_seconds'] * 1000:.0f} ms |",
+        "",
+    ]
+
+
+def _pages(result: dict) -> list[str]:
+    lines = [
+        "## Page render time",
+        "",
+        "First load of each page in headless Chromium (a fresh browser context per load) with a finished run",
+        "selected, from navigation until the page's main content is visible. Median of the repeats. Target: ≤ 1.5 s.",
+        "",
+        "| page | median (s) | all loads (s) |",
+        "|---|---:|---|",
+    ]
+    for page, values in result["pages"].items():
+        lines.append(f"| {page} | **{values['median']:.2f}** | {', '.join(f'{value:.2f}' for value in values['all'])} |")
+    return lines + [""]
+
+
+def render(results: dict) -> str:
+    machine = results.get("machine", {})
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `make bench` (`python -m benchmarks.run`); do not edit by hand. Each figure is measured",
+        "beside its reference in the same run, on the machine below.",
+        "",
+        f"- Machine: {machine.get('device', '?')}, {machine.get('cores', '?')} cores ({machine.get('cpu', '?')}); "
+        f"torch {machine.get('torch', '?')}, Python {machine.get('python', '?')}",
+        f"- Date: {machine.get('date', '?')}",
+        "",
+    ]
+    sections = {"engine": _engine, "fast": _fast, "nielsen": _nielsen, "service": _service, "pages": _pages}
+    for part, section in sections.items():
+        if part in results:
+            part_lines = section(results[part])
+            part_lines.insert(1, f"\n_Measured {results.get(f'measured_{part}', '?')}._")
+            lines += part_lines
+    return "\n".join(lines)

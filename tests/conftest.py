@@ -1,0 +1,27 @@
+"""Shared fixtures: real MNIST, and a fresh runs directory per test so runs never leak between tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import data
+from core.store import RunStore
+
+
+@pytest.fixture(scope="session")
+def mnist() -> data.Splits:
+    """The real MNIST splits (fetched and verified once by `make data`)."""
+    return data.load("mnist")
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    """An empty runs directory, also exported as LAYERLAB_RUNS for subprocesses."""
+    directory = tmp_path / "runs"
+    monkeypatch.setenv("LAYERLAB_RUNS", str(directory))
+    return directory
+
+
+@pytest.fixture
+def store(runs_dir) -> RunStore:
+    return RunStore(runs_dir)
