@@ -30,13 +30,18 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, damaged, tampered with or not LayerLab's."""
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order, then the header.
+
+    The header is covered too: an edited spec would rebuild a different model around the
+    same weights.
+    """
     digest = hashlib.sha256()
     for name in sorted(tensors):
         tensor = tensors[name].detach().cpu().contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    digest.update(json.dumps({name: value for name, value in metadata.items() if name != "sha256"}, sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -47,9 +52,9 @@ def save(path: Path, model: nn.Module, network: dict, settings: TrainSettings, *
         "format": FORMAT,
         "spec": json.dumps(network),
         "settings": json.dumps(settings.to_dict()),
-        "sha256": _digest(tensors),
         **{name: json.dumps(value) for name, value in extra.items()},
     }
+    metadata["sha256"] = _digest(tensors, metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
     save_file(tensors, str(temporary), metadata=metadata)
@@ -72,7 +77,7 @@ def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         ) from None
     if raw_metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path.name} is a safetensors file but not a LayerLab checkpoint (it carries no LayerLab header).")
-    if _digest(tensors) != raw_metadata.get("sha256"):
+    if _digest(tensors, raw_metadata) != raw_metadata.get("sha256"):
         raise CheckpointError(f"{path.name} was changed after it was saved (its SHA-256 does not match). It is refused.")
     try:
         metadata = {"spec": json.loads(raw_metadata["spec"]), "settings": json.loads(raw_metadata["settings"])}

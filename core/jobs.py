@@ -4,12 +4,13 @@ Owns the narrow interface that pages and the CLI use — `submit`, `cancel`, `re
 `run` (status and metrics come from the run store) — and the embedded executor behind it:
 one scheduler process per runs directory that starts each run in its own worker process
 (spawn context, as CUDA requires), so a crash, a segfault or an out-of-memory error in one
-run cannot take down the app or other runs. A cluster backend would replace
-`Scheduler._launch` and nothing above it; `docs/jobs.md` sketches one with Ray.
+run cannot take down the app or other runs. A cluster backend replaces `Scheduler._launch`
+and nothing above it; `docs/jobs.md` shows one with Ray. It knows nothing of training
+itself (`core.runner` does) or of the UI.
 
 How a run moves: `submit` stores it as `queued`; the scheduler claims queued runs oldest
-first while fewer than the device's limit are running, and the worker marks it `running`,
-writes progress, heartbeats and metrics, and ends it `succeeded`, `diverged`, `failed` or
+first while fewer than the limit are running, and the worker marks it `running`, writes
+progress, heartbeats and metrics, and ends it `succeeded`, `diverged`, `failed` or
 `cancelled`. A worker that dies, or a service that stops, leaves the run `interrupted`
 with its finished epochs and checkpoints; `resume` queues it to continue from there.
 """
@@ -24,8 +25,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable, Iterator, Protocol
 
 import torch
 
@@ -35,16 +37,29 @@ from core.device import cpu_count
 from core.settings import TrainSettings
 from core.store import FINISHED, Run, RunStore
 
-STALE_SECONDS = 15.0  # a running run whose heartbeat is older than this has lost its worker
-POLL_SECONDS = 0.2  # how often the scheduler looks for queued runs and finished workers
+STALE_SECONDS = 30.0  # a run whose worker cannot be checked by pid is lost once its heartbeat (written every second) is this old
+PID_REUSE_SLACK_SECONDS = 5.0  # a process with the worker's pid that started this long after the run is another process
+POLL_SECONDS = 0.2  # how often the scheduler looks for queued runs, cancels and finished workers
 IDLE_EXIT_SECONDS = 120.0  # an auto-started scheduler exits after this long with nothing to do
+# Workers notice a cancel within a quarter second; one that has not stopped this long after
+# the scheduler saw the request (still starting up, or deep in an evaluation) is stopped
+# with SIGTERM, so a cancel always lands within the 2 s the issue promises; one still
+# alive (stuck in a driver call, or stopped with SIGSTOP) is killed a little later.
+CANCEL_GRACE_SECONDS = 1.0
+CANCEL_KILL_SECONDS = 10.0
+START_TIMEOUT_SECONDS = 30.0  # how long `ensure_scheduler` waits for a new scheduler to take its lock
+LOCK_WAIT_SECONDS = 2.0  # a starting scheduler retries its lock this long (a status check may hold it for a moment)
+PARENT_CHECK_SECONDS = 0.5  # how often a worker checks that its scheduler is still alive
 
 
 def job_limit() -> int:
     """How many runs may train at once: `LAYERLAB_MAX_JOBS`, else one per GPU, else one per two cores."""
-    configured = os.environ.get("LAYERLAB_MAX_JOBS")
+    configured = os.environ.get("LAYERLAB_MAX_JOBS", "").strip()
     if configured:
-        return max(1, int(configured))
+        try:
+            return max(1, int(configured))
+        except ValueError:
+            raise ValueError(f"LAYERLAB_MAX_JOBS is {configured!r}; set it to a whole number of jobs, e.g. 2.") from None
     if torch.cuda.is_available():
         return torch.cuda.device_count()
     return max(1, cpu_count() // 2)
@@ -59,11 +74,41 @@ def _pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie (finished, not yet reaped) counts as dead.
+    # A zombie (finished, not yet reaped by its parent) counts as dead.
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def _process_start_time(pid: int) -> float | None:
+    """When process `pid` started, in seconds since the epoch, from /proc (Linux); None where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # fields[19] is field 22 of proc(5), `starttime`.
+    except (OSError, IndexError, StopIteration, ValueError):
+        return None
+
+
+def worker_gone(run: Run, now: float | None = None) -> bool:
+    """True when a `running` run has lost its worker.
+
+    The pid decides when it can be checked: the worker is gone when no such process exists,
+    or when the process with that pid started after the run did (the pid was reused, e.g.
+    after a reboot). A live worker that is slow to start (importing torch on a busy
+    machine) is therefore never mistaken for a lost one. Only a run without a checkable pid
+    (being launched, or where /proc is missing) falls back to its heartbeat's age.
+    """
+    now = now or time.time()
+    if run.worker_pid:
+        if not _pid_alive(run.worker_pid):
+            return True
+        started = _process_start_time(run.worker_pid)
+        if started is not None:
+            return started > (run.started_at or run.created_at) + PID_REUSE_SLACK_SECONDS
+    heartbeat = run.heartbeat_at or run.started_at or run.created_at
+    return now - heartbeat > STALE_SECONDS
 
 
 class JobService:
@@ -81,14 +126,19 @@ class JobService:
         )
 
     def cancel(self, run_id: int) -> str:
-        """Cancel a queued run at once, or ask a running one to stop (it does within about a second)."""
+        """Cancel a queued run at once, or ask a running one to stop; returns "cancelled", "cancelling" or the final status.
+
+        A running run stops within 2 s when a scheduler serves it, keeping its finished epochs and best checkpoint.
+        """
         if self.store.transition(run_id, ("queued",), status="cancelled", message="Cancelled before it started.", finished_at=time.time()):
             return "cancelled"
         run = self.store.get(run_id, with_metrics=False)
-        if run.status == "running":
-            self.store.request_cancel(run_id)
-            return "cancelling"
-        return run.status
+        if run.status != "running":
+            return run.status
+        self.store.request_cancel(run_id)
+        reconcile(self.store)  # A run whose worker is already gone ends now.
+        status = self.store.get(run_id, with_metrics=False).status
+        return "cancelling" if status == "running" else status
 
     def resume(self, run_id: int) -> None:
         """Queue an interrupted, cancelled or failed run to continue after its last finished epoch."""
@@ -102,14 +152,18 @@ class JobService:
         )
 
     def run(self, run_id: int) -> Run:
-        return self.store.get(run_id)
+        """The run with its metrics; a `running` run whose worker is gone is first marked interrupted."""
+        run = self.store.get(run_id)
+        if run.status == "running" and run_id in reconcile(self.store):
+            run = self.store.get(run_id)
+        return run
 
     def runs(self, owner: str | None = None) -> list[Run]:
         reconcile(self.store)
         return self.store.list(owner=owner)
 
     def queue_position(self, run_id: int) -> int | None:
-        """1 for the next run to start; None when the run is not queued."""
+        """1 for the next run to start; None when the run is not queued. The scheduler starts runs in this order."""
         queued = [run.id for run in reversed(self.store.list(status="queued"))]
         return queued.index(run_id) + 1 if run_id in queued else None
 
@@ -133,47 +187,106 @@ class JobService:
             thread.join()
         return outcome.get("status", self.store.get(run_id, with_metrics=False).status)
 
-    def ensure_scheduler(self) -> None:
-        """Start the background scheduler for this runs directory unless one is running."""
-        if scheduler_running(self.store):
-            return
-        log = open(self.store.directory / "scheduler.log", "ab")
-        subprocess.Popen(
-            [sys.executable, "-m", "core", "scheduler", "--exit-when-idle"],
-            cwd=Path(__file__).resolve().parent.parent,
-            env={**os.environ, "LAYERLAB_RUNS": str(self.store.directory)},
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Outlives the app process that started it.
-        )
+    def ensure_scheduler(self) -> bool:
+        """Start a background scheduler for this runs directory unless one serves it; True when this call started one.
+
+        Callers take turns on a start lock, and each waits until the scheduler it started holds the
+        directory's lock, so two browser sessions (or the app and the CLI) never start two.
+        The scheduler logs to `<runs dir>/scheduler.log` and exits after IDLE_EXIT_SECONDS idle.
+        """
+        with _held(_start_lock_path(self.store)):
+            if scheduler_running(self.store):
+                return False
+            with open(self.store.directory / "scheduler.log", "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "core", "scheduler", "--exit-when-idle"],
+                    cwd=Path(__file__).resolve().parent.parent,
+                    env={**os.environ, "LAYERLAB_RUNS": str(self.store.directory)},
+                    stdout=log,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # Outlives the app process that started it, and its Ctrl-C.
+                )
+            # Reap it when it exits, so an idle-exited scheduler does not linger as a zombie.
+            threading.Thread(target=process.wait, name="scheduler-reaper", daemon=True).start()
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while time.monotonic() < deadline and process.poll() is None and scheduler_pid(self.store) != process.pid:
+                time.sleep(0.05)
+            return True
 
 
-def reconcile(store: RunStore) -> list[int]:
-    """Mark runs whose worker is gone as `interrupted`; returns their ids.
+def reconcile(store: RunStore, owned_pids: frozenset[int] = frozenset()) -> list[int]:
+    """Give runs whose worker is gone a final status (`interrupted`, or `cancelled` if asked); returns their ids.
 
-    A run counts as orphaned when it is `running` but its worker process no longer exists
-    or its heartbeat is older than STALE_SECONDS (e.g. after a server crash or reboot).
+    Any process may call it (the app on start and on every listing, the CLI, the scheduler);
+    `worker_gone` decides. Workers in `owned_pids` are left to the scheduler that owns them,
+    which knows their exit codes.
     """
     now = time.time()
     orphaned = []
     for run in store.list(status="running"):
-        heartbeat = run.heartbeat_at or run.started_at or run.created_at
-        if now - heartbeat > STALE_SECONDS or (run.worker_pid and not _pid_alive(run.worker_pid)):
-            message = (
+        if (run.worker_pid and run.worker_pid in owned_pids) or not worker_gone(run, now):
+            continue
+        if run.cancel_requested:
+            status, message = "cancelled", f"Cancelled; the {run.epochs_done} finished epoch(s) are kept."
+        else:
+            status, message = "interrupted", (
                 f"The training process stopped without finishing (the server restarted or the process was killed) after "
                 f"{run.epochs_done} finished epoch(s), which are kept. Resume it to continue."
             )
-            if store.transition(run.id, ("running",), status="interrupted", message=message, finished_at=now, worker_pid=None):
-                orphaned.append(run.id)
+        if store.transition(run.id, ("running",), status=status, message=message, finished_at=now, worker_pid=None):
+            orphaned.append(run.id)
     return orphaned
 
 
-# ----------------------------------------------------------------------------- the scheduler process
+def wait_for(store: RunStore, run_id: int, timeout: float = 600.0, statuses: tuple[str, ...] = FINISHED) -> Run:
+    """Block until run `run_id` reaches one of `statuses` (tests and scripts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = store.get(run_id, with_metrics=False)
+        if run.status in statuses:
+            return store.get(run_id)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Run {run_id} did not reach {statuses} within {timeout} s (it is {run.status}).")
+        time.sleep(0.1)
+
+
+# ----------------------------------------------------------------------------- locks
 
 
 def _lock_path(store: RunStore) -> Path:
     return store.directory / "scheduler.lock"
+
+
+def _start_lock_path(store: RunStore) -> Path:
+    """Held while a scheduler is started or decides to exit idle, so the two never cross."""
+    return store.directory / "scheduler.start.lock"
+
+
+@contextmanager
+def _held(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path`, waiting for it."""
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _take_lock(path: Path, wait: float) -> IO[str] | None:
+    """Take the exclusive lock on `path` within `wait` seconds and return its open file, or None."""
+    handle = open(path, "a+")
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                handle.close()
+                return None
+            time.sleep(0.05)
 
 
 def scheduler_running(store: RunStore) -> bool:
@@ -187,112 +300,238 @@ def scheduler_running(store: RunStore) -> bool:
         return False
 
 
-def _worker_main(directory: str, run_id: int, resume: bool, threads: int) -> None:
-    """Entry point of a worker process: train one run. SIGTERM ends it as `interrupted`."""
+def scheduler_pid(store: RunStore) -> int | None:
+    """The process id of the scheduler serving this runs directory, or None when none does."""
+    try:
+        text = _lock_path(store).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() and scheduler_running(store) else None
+
+
+# ----------------------------------------------------------------------------- the worker process
+
+
+def _worker_main(directory: str, run_id: int, resume: bool, threads: int, gpu: int | None) -> None:
+    """Entry point of a worker process: train one run, logging to `<run dir>/worker.log`.
+
+    SIGTERM, SIGINT or the death of the scheduler end the run `interrupted` (or `cancelled`
+    when a cancel was asked for) with its finished epochs kept.
+    """
+    store = RunStore(directory)
+    _redirect_output(store.run_directory(run_id) / "worker.log")
 
     def interrupt(signal_number, frame):
+        # Ignore further signals so they cannot break the final status write.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    threading.Thread(target=_stop_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     torch.set_num_threads(threads)
-    runner.execute(RunStore(directory), run_id, resume=resume)
+    if gpu is not None:
+        torch.cuda.set_device(gpu)
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} worker {os.getpid()} starts run {run_id} (resume={resume})", flush=True)
+    status = runner.execute(store, run_id, resume=resume)
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run {run_id} ended {status}", flush=True)
+
+
+def _redirect_output(path: Path) -> None:
+    """Send this process's stdout and stderr (tracebacks included) to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab", buffering=0) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Interrupt this worker once its scheduler is gone (killed with SIGKILL), instead of training on unseen."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+# ----------------------------------------------------------------------------- the scheduler
+
+
+class Worker(Protocol):
+    """What the scheduler needs of a started job. `multiprocessing.Process` is one; a Ray task wrapper can be another."""
+
+    pid: int | None
+    exitcode: int | None
+
+    def is_alive(self) -> bool: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
 
 
 class Scheduler:
-    """Starts queued runs in worker processes within the job limit and notices dead workers."""
+    """Starts queued runs in worker processes within the job limit, and gives every run whose worker ends a final status."""
 
     def __init__(self, store: RunStore, limit: int | None = None):
         self.store = store
         self.limit = limit or job_limit()
         self.context = multiprocessing.get_context("spawn")
-        self.workers: dict[int, multiprocessing.Process] = {}
+        self.workers: dict[int, Worker] = {}  # run id -> its worker
+        self.slots: dict[int, int] = {}  # run id -> slot number in range(limit); the GPU index on CUDA
+        self.cancel_seen: dict[int, float] = {}  # run id -> when this scheduler first saw its cancel request
         self.stopping = False
 
-    def _launch(self, run: Run) -> None:
-        threads = max(1, cpu_count() // self.limit) if not torch.cuda.is_available() else max(1, cpu_count() // 2)
+    def _launch(self, run: Run, slot: int) -> Worker:
+        """Start one worker process for `run`. A cluster backend overrides this method (docs/jobs.md)."""
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        threads = max(1, cpu_count() // self.limit)  # Share the cores instead of oversubscribing them.
         process = self.context.Process(
-            target=_worker_main, args=(str(self.store.directory), run.id, run.resume_requested, threads), name=f"layerlab-run-{run.id}"
+            target=_worker_main,
+            args=(str(self.store.directory), run.id, run.resume_requested, threads, slot % gpus if gpus else None),
+            name=f"layerlab-run-{run.id}",
         )
         process.start()
-        self.store.update(run.id, worker_pid=process.pid, heartbeat_at=time.time(), resume_requested=0)
-        self.workers[run.id] = process
-
-    def _reap(self) -> None:
-        """Give a final status to runs whose worker exited without writing one (killed, segfault)."""
-        for run_id, process in list(self.workers.items()):
-            if process.is_alive():
-                continue
-            process.join()
-            del self.workers[run_id]
-            code = process.exitcode
-            how = f"was killed by signal {-code}" if code and code < 0 else f"exited with code {code}"
-            run = self.store.get(run_id, with_metrics=False)
-            message = (
-                f"The training process {how} during epoch {run.epochs_done + 1}. Its {run.epochs_done} finished epoch(s) and best "
-                "checkpoint are kept; resume it to continue. If it happens again, lower the batch size or use a smaller network."
-            )
-            status = "interrupted" if code and code < 0 else "failed"
-            self.store.transition(run_id, ("running", "queued"), status=status, message=message, finished_at=time.time(), worker_pid=None)
+        return process
 
     def step(self) -> bool:
-        """One round of reaping, reconciling and launching; True when anything is queued or running."""
+        """One round of reaping, enforcing cancels, reconciling and launching; True when anything is queued or running."""
         self._reap()
-        reconcile(self.store)
-        running = len(self.store.list(status="running"))
-        for run in reversed(self.store.list(status="queued")):
-            if running >= self.limit or self.stopping:
-                break
-            if self.store.transition(run.id, ("queued",), status="running", started_at=time.time(), heartbeat_at=time.time()):
-                self._launch(run)
-                running += 1
+        self._enforce()
+        reconcile(self.store, frozenset(worker.pid for worker in self.workers.values() if worker.pid))
+        if not self.stopping:
+            self._start_queued()
         return bool(self.workers) or bool(self.store.list(status="queued", limit=1))
 
-    def shutdown(self) -> None:
-        """Stop every worker; their runs end `interrupted` and can be resumed."""
+    def _start_queued(self) -> None:
+        running = len(self.store.list(status="running"))  # Foreground CLI runs count too: they use the same cores.
+        for run in reversed(self.store.list(status="queued")):
+            free_slots = sorted(set(range(self.limit)) - set(self.slots.values()))
+            if running >= self.limit or not free_slots:
+                return
+            now = time.time()
+            claimed = self.store.transition(
+                run.id, ("queued",), status="running", started_at=now, heartbeat_at=now, finished_at=None, worker_pid=None, progress={}
+            )
+            if not claimed:
+                continue  # Cancelled between listing and claiming.
+            try:
+                worker = self._launch(run, free_slots[0])
+            except Exception as error:  # E.g. no memory left for a new process: fail this run, keep serving.
+                message = f"The job service could not start a worker: {error}"
+                self.store.transition(run.id, ("running",), status="failed", message=message, finished_at=time.time())
+                continue
+            self.workers[run.id] = worker
+            self.slots[run.id] = free_slots[0]
+            self.store.update(run.id, worker_pid=worker.pid, resume_requested=0)
+            running += 1
+
+    def _enforce(self) -> None:
+        """Stop workers that ignore a cancel for CANCEL_GRACE_SECONDS; kill those that ignore the stop too."""
+        now = time.monotonic()
+        for run_id, worker in self.workers.items():
+            if not worker.is_alive() or not self.store.cancel_requested(run_id):
+                continue
+            waited = now - self.cancel_seen.setdefault(run_id, now)
+            if waited >= CANCEL_KILL_SECONDS:
+                worker.kill()  # Stuck in a driver call or stopped with SIGSTOP; reaped as cancelled.
+            elif waited >= CANCEL_GRACE_SECONDS:
+                worker.terminate()  # The worker records `cancelled` itself; a repeat SIGTERM is ignored.
+
+    def _reap(self) -> None:
+        """Give a final status to runs whose worker exited without writing one (killed, segfault, out of memory)."""
+        for run_id, worker in list(self.workers.items()):
+            if worker.is_alive():
+                continue
+            worker.join()
+            del self.workers[run_id]
+            self.slots.pop(run_id, None)
+            self.cancel_seen.pop(run_id, None)
+            run = self.store.get(run_id, with_metrics=False)
+            if run.status != "running" or run.worker_pid not in (None, worker.pid):
+                continue  # The worker wrote its own final status, or the run has moved on.
+            status, message = self._exit_outcome(run, worker.exitcode)
+            self.store.transition(run_id, ("running",), status=status, message=message, finished_at=time.time(), worker_pid=None)
+
+    def _exit_outcome(self, run: Run, exitcode: int | None) -> tuple[str, str]:
+        kept = f"Its {run.epochs_done} finished epoch(s) and best checkpoint are kept"
+        if run.cancel_requested:
+            return "cancelled", f"Cancelled; the {run.epochs_done} finished epoch(s) are kept."
+        if exitcode is not None and exitcode < 0:
+            how = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else f"signal {-exitcode}"
+            return "interrupted", (
+                f"The training process was killed ({how}) during epoch {run.epochs_done + 1}. {kept}; resume it to continue. "
+                "If this keeps happening the machine may be running out of memory: lower the batch size or use a smaller network."
+            )
+        if self.stopping:
+            return "interrupted", f"The job service stopped during epoch {run.epochs_done + 1}. {kept}; resume it to continue."
+        log = self.store.run_directory(run.id) / "worker.log"
+        return "failed", (
+            f"The training process exited with code {exitcode} during epoch {run.epochs_done + 1} without saying why "
+            f"(see {log}). {kept}; resume it to continue."
+        )
+
+    def shutdown(self, timeout: float = 20.0) -> None:
+        """Stop every worker; their runs end `interrupted` (or `cancelled`) and can be resumed."""
         self.stopping = True
-        for process in self.workers.values():
-            if process.is_alive():
-                process.terminate()  # SIGTERM: the worker records `interrupted` itself.
-        for process in self.workers.values():
-            process.join(timeout=20)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        for worker in self.workers.values():
+            if worker.is_alive():
+                worker.terminate()  # SIGTERM: the worker records its final status itself.
+        deadline = time.monotonic() + timeout
+        for worker in self.workers.values():
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
         self._reap()
 
 
-def run_scheduler(store: RunStore, exit_when_idle: bool = False, limit: int | None = None) -> None:
-    """The scheduler loop; holds the runs directory's lock so only one runs. SIGTERM stops it cleanly."""
-    handle = open(_lock_path(store), "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+def run_scheduler(
+    store: RunStore, exit_when_idle: bool = False, limit: int | None = None, stop: threading.Event | None = None
+) -> bool:
+    """Serve `store` until SIGTERM or SIGINT (or until `stop` is set); False when another scheduler already serves it.
+
+    Holds `<runs dir>/scheduler.lock` (with this process's id in it) while it serves, so
+    only one scheduler runs per runs directory. Without `stop` it must run in the main
+    thread, where it installs the signal handlers; with `stop` it can run in any thread.
+    """
+    handle = _take_lock(_lock_path(store), LOCK_WAIT_SECONDS)
+    if handle is None:
         print("Another scheduler already serves this runs directory.", file=sys.stderr)
-        return
+        return False
+    os.ftruncate(handle.fileno(), 0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    if stop is None:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda number, frame: stop.set())
+        signal.signal(signal.SIGINT, lambda number, frame: stop.set())
     scheduler = Scheduler(store, limit)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda number, frame: stop.set())
-    signal.signal(signal.SIGINT, lambda number, frame: stop.set())
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} scheduler {os.getpid()} serves {store.directory} (limit {scheduler.limit})", flush=True)
     idle_since = time.monotonic()
     try:
         while not stop.is_set():
             if scheduler.step():
                 idle_since = time.monotonic()
             elif exit_when_idle and time.monotonic() - idle_since > IDLE_EXIT_SECONDS:
-                break
+                # Decide under the start lock: a run submitted meanwhile is either seen here, or
+                # its `ensure_scheduler` finds this lock released and starts a new scheduler.
+                with _held(_start_lock_path(store)):
+                    if not store.list(status="queued", limit=1):
+                        _release(handle)
+                        break
+                idle_since = time.monotonic()
             stop.wait(POLL_SECONDS)
     finally:
         scheduler.shutdown()
+        _release(handle)
+    return True
+
+
+def _release(handle: IO[str]) -> None:
+    """Clear the pid from the scheduler lock file and let go of the lock (once)."""
+    if not handle.closed:
+        os.ftruncate(handle.fileno(), 0)
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
-
-
-def wait_for(store: RunStore, run_id: int, timeout: float = 600.0, statuses: tuple[str, ...] = FINISHED) -> Run:
-    """Block until run `run_id` reaches one of `statuses` (tests and scripts)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = store.get(run_id, with_metrics=False)
-        if run.status in statuses:
-            return store.get(run_id)
-        time.sleep(0.1)
-    raise TimeoutError(f"Run {run_id} did not reach {statuses} within {timeout} s (it is {run.status}).")

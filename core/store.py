@@ -130,6 +130,7 @@ class RunStore:
         with self._connect() as connection:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.executescript(SCHEMA)
+            _migrate(connection)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -277,6 +278,20 @@ class RunStore:
 
     def epoch_checkpoints(self, run_id: int) -> list[Path]:
         return sorted(self.run_directory(run_id).glob("epoch_*.safetensors"))
+
+
+# Columns added after the first release; older databases get them on open.
+ADDED_COLUMNS = (
+    ("runs", "resume_requested", "INTEGER NOT NULL DEFAULT 0"),
+    ("metrics", "ended_at", "REAL"),
+)
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    for table, column, declaration in ADDED_COLUMNS:
+        existing = {row["name"] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if column not in existing:
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 def _run_from_row(row: sqlite3.Row) -> Run:

@@ -97,6 +97,7 @@ class TrainingState:
     best_validation_accuracy: float = -1.0
     epochs_without_improvement: int = 0
     best_weights: dict[str, torch.Tensor] | None = None  # CPU copy of the weights at `best_epoch`
+    generator: torch.Generator | None = None  # the CPU generator that shuffles and augments the training images
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain values only, so `torch.load(weights_only=True)` can read it back."""
@@ -111,6 +112,8 @@ class TrainingState:
             "epochs_without_improvement": self.epochs_without_improvement,
             "best_weights": self.best_weights,
             "cpu_rng": torch.get_rng_state(),
+            # Without it a resumed run would shuffle its next epoch differently from an uninterrupted one.
+            "generator_rng": self.generator.get_state() if self.generator is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -125,6 +128,8 @@ class TrainingState:
         self.epochs_without_improvement = state["epochs_without_improvement"]
         self.best_weights = state["best_weights"]
         torch.set_rng_state(state["cpu_rng"])
+        if self.generator is not None and state.get("generator_rng") is not None:
+            self.generator.set_state(state["generator_rng"])
 
 
 def _to_cpu(value: Any) -> Any:
@@ -136,6 +141,10 @@ def _to_cpu(value: Any) -> Any:
         return type(value)(_to_cpu(item) for item in value)
     return value
 
+
+# A mean log-likelihood loss starts near ln 10 ≈ 2.3; one above this has blown up even if it
+# is still finite (a ReLU net at η = 100 reaches 1e14 before it overflows).
+DIVERGED_LOSS = 1e4
 
 # ----------------------------------------------------------------------------- losses
 
@@ -185,8 +194,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, to
     if name == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate, total_steps=max(total_steps, 2))
     if name == "halve_on_plateau":
-        # Nielsen ch. 3 suggests halving η when validation accuracy stops improving.
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=settings.plateau_patience)
+        # Nielsen ch. 3 suggests halving η when validation accuracy stops improving. PyTorch halves
+        # only once more than `patience` epochs went without improvement, hence the - 1; threshold 0
+        # makes "improvement" mean strictly better, as for early stopping.
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=0.5, patience=settings.plateau_patience - 1, threshold=0.0
+        )
     raise ValueError(f"Unknown schedule {name!r}.")
 
 
@@ -286,7 +299,9 @@ def train(
         total_steps = min(total_steps, settings.max_steps)
     optimizer = make_optimizer(model, settings)
     scheduler = make_scheduler(optimizer, settings, total_steps)
-    state = TrainingState(model, optimizer, scheduler)
+    # The permutation generator lives on the CPU so a seed gives the same order on any device.
+    generator = torch.Generator().manual_seed(settings.seed)
+    state = TrainingState(model, optimizer, scheduler, generator=generator)
     if resume_state is not None:
         state.load_state_dict(resume_state)
     augmentation = Augmentation(
@@ -297,8 +312,6 @@ def train(
     autocast_dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else torch.float16
     use_autocast = use_cuda and settings.mixed_precision
     grad_scaler = torch.amp.GradScaler("cuda", enabled=use_autocast and autocast_dtype == torch.float16)
-    # The permutation generator lives on the CPU so a seed gives the same order on any device.
-    generator = torch.Generator().manual_seed(settings.seed + len(state.history))
     started = time.perf_counter()
     status, message = "succeeded", ""
 
@@ -335,11 +348,12 @@ def train(
             correct_sum += (logits.detach().argmax(dim=1) == labels).sum()
             # One host sync per step: the check that stops a diverging run at once.
             loss_value = loss.item()
-            if not math.isfinite(loss_value):
+            if not math.isfinite(loss_value) or loss_value > DIVERGED_LOSS:
                 status = "diverged"
+                rate = optimizer.param_groups[0]["lr"]
                 message = (
-                    f"The loss became {loss_value} at epoch {epoch}, step {step + 1}: the run diverged. "
-                    f"Lower the learning rate (now {settings.learning_rate:g}), e.g. to {settings.learning_rate / 10:g}."
+                    f"The loss became {loss_value:.4g} at epoch {epoch}, step {step + 1}: the run diverged. "
+                    f"Lower the learning rate (now {rate:g}), e.g. to {rate / 10:g}."
                 )
                 break
             elapsed = time.perf_counter() - epoch_started

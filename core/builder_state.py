@@ -1,0 +1,393 @@
+"""The Build page's working copy of a network: layer editing, checking, saving and sharing.
+
+Owns the editable form of a spec (each layer carries a `uid` so the page can give its
+widgets stable keys while layers move), the pure edits (insert, move, remove, update),
+reading a spec from a file or a link (`?net=`: compact JSON → zlib → URL-safe base64), and
+the numbers the page's explanations quote. Shapes and parameter counts always come from
+`core.spec.validate`; this module knows nothing of Streamlit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import uuid
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlencode
+
+from core import spec as specs
+
+# A stack longer than this is no longer something a learner edits by hand.
+MAX_LAYERS = 40
+# Browsers and chat programs keep links of a few thousand characters intact; a 40-layer
+# network compresses to well under this.
+MAX_LINK_CHARACTERS = 4000
+# Limits on what a file or a link may unpack to, so a crafted one cannot exhaust memory.
+MAX_FILE_BYTES = 1_000_000
+MAX_SPEC_BYTES = 64_000
+# Kinds whose neurons weigh their inputs: the ones a non-linearity must separate.
+WEIGHTED_KINDS = ("dense", "conv", "output")
+# Layers that, without a non-linear activation, leave a linear map linear.
+LINEAR_KINDS = ("avgpool", "dropout", "batchnorm", "flatten")
+
+
+class LoadError(ValueError):
+    """A file or link that does not hold a network; `reason` names the problem for translation.
+
+    Reasons: "too_large", "not_text", "not_json", "not_link", "not_network".
+    """
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# ----------------------------------------------------------------------------- the working copy
+
+
+def new_uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def editable(spec: dict | list) -> dict:
+    """A working copy of `spec`: every field filled and a fresh `uid` on each layer."""
+    checked = check_editable(spec)
+    checked["layers"] = [{**layer, "uid": new_uid()} for layer in checked["layers"]]
+    checked["uid"] = new_uid()  # Names the copy, so widgets of an earlier copy never leak into it.
+    return checked
+
+
+def to_spec(working: dict) -> dict:
+    """The plain spec (no uids) that validation, training and saving use; a plain spec passes through."""
+    spec = {
+        "layers": [{name: value for name, value in layer.items() if name != "uid"} for layer in working["layers"]],
+        "normalize": bool(working.get("normalize", True)),
+    }
+    if working.get("name"):
+        spec["name"] = str(working["name"])
+    return spec
+
+
+def index_of(layers: list[dict], uid: str) -> int:
+    for index, layer in enumerate(layers):
+        if layer["uid"] == uid:
+            return index
+    raise KeyError(uid)
+
+
+def insert_layer(layers: list[dict], kind: str, position: int | None = None) -> list[dict]:
+    """A new list with a default `kind` layer added.
+
+    Without a position it goes just before a final output layer (where a new hidden layer
+    belongs), or at the end when there is none or the new layer is itself an output layer.
+    """
+    if len(layers) >= MAX_LAYERS:
+        raise ValueError(f"A network can have at most {MAX_LAYERS} layers here.")
+    layer = {**specs.default_layer(kind), "uid": new_uid()}
+    if position is None:
+        ends_with_output = bool(layers) and layers[-1]["kind"] == "output"
+        position = len(layers) - 1 if ends_with_output and kind != "output" else len(layers)
+    return [*layers[:position], layer, *layers[position:]]
+
+
+def move_layer(layers: list[dict], uid: str, offset: int) -> list[dict]:
+    """A new list with the layer `uid` moved `offset` places (−1 up, +1 down), clamped at the ends."""
+    index = index_of(layers, uid)
+    target = min(max(index + offset, 0), len(layers) - 1)
+    moved = list(layers)
+    moved.insert(target, moved.pop(index))
+    return moved
+
+
+def remove_layer(layers: list[dict], uid: str) -> list[dict]:
+    index = index_of(layers, uid)
+    return [*layers[:index], *layers[index + 1 :]]
+
+
+def update_field(layer: dict, name: str, value: Any) -> dict:
+    """A copy of `layer` with one field changed; only fields of its kind are allowed."""
+    if name not in specs.LAYER_FIELDS[layer["kind"]]:
+        raise KeyError(f"{layer['kind']} layers have no field {name!r}.")
+    return {**layer, name: value}
+
+
+# ----------------------------------------------------------------------------- reading specs
+
+
+def check_editable(spec: Any) -> dict:
+    """Check that the editor can show `spec` and fill every layer's missing fields with defaults.
+
+    Accepts a spec, a bare list of layers, or a preset or saved-run file that holds one
+    under "network". Values outside a field's maximum and layers in an impossible order are
+    let through: the editor shows them and validation explains what is wrong. Wrong types,
+    unknown kinds or fields, and values below a field's minimum are refused with `LoadError`.
+    """
+    if isinstance(spec, dict) and "network" in spec and "layers" not in spec:
+        spec = spec["network"]
+    if isinstance(spec, list):
+        spec = {"layers": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
+        raise LoadError("not_network", "Expected a JSON object with a 'layers' list.")
+    unknown = set(spec) - {"layers", "normalize", "name"}
+    if unknown:
+        raise LoadError("not_network", f"Unknown network setting(s): {', '.join(sorted(unknown))}.")
+    if len(spec["layers"]) > MAX_LAYERS:
+        raise LoadError("not_network", f"The network has {len(spec['layers'])} layers; the editor takes at most {MAX_LAYERS}.")
+    normalize = spec.get("normalize", True)
+    if not isinstance(normalize, bool):
+        raise LoadError("not_network", f"'normalize' must be true or false, not {normalize!r}.")
+    result: dict[str, Any] = {"layers": [_editable_layer(index, layer) for index, layer in enumerate(spec["layers"])]}
+    result["normalize"] = normalize
+    if spec.get("name"):
+        result["name"] = str(spec["name"])[:100]
+    return result
+
+
+def _editable_layer(index: int, layer: Any) -> dict:
+    where = f"Layer {index + 1}"
+    if not isinstance(layer, dict) or layer.get("kind") not in specs.LAYER_FIELDS:
+        kind = layer.get("kind") if isinstance(layer, dict) else layer
+        raise LoadError("not_network", f"{where} has an unknown kind {kind!r}. Known kinds: {', '.join(specs.LAYER_FIELDS)}.")
+    fields = specs.LAYER_FIELDS[layer["kind"]]
+    extra = set(layer) - set(fields) - {"kind"}
+    if extra:
+        raise LoadError("not_network", f"{where} ({layer['kind']}) has no field(s) {', '.join(sorted(extra))}.")
+    result = specs.default_layer(layer["kind"])
+    for name, field in fields.items():
+        if name in layer:
+            result[name] = _editable_value(f"{where} ({layer['kind']}): '{name}'", layer[name], field)
+    return result
+
+
+def _editable_value(label: str, value: Any, field: specs.Field) -> Any:
+    if value is None and field.optional:
+        return None
+    if field.choices is not None:
+        if value not in field.choices:
+            raise LoadError("not_network", f"{label} is {value!r}; choose one of: {', '.join(field.choices)}.")
+        return value
+    number_ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if field.type is int and not (number_ok and float(value).is_integer()):
+        raise LoadError("not_network", f"{label} must be a whole number, not {value!r}.")
+    if field.type is float and not number_ok:
+        raise LoadError("not_network", f"{label} must be a number, not {value!r}.")
+    value = field.type(value)
+    if field.minimum is not None and value < field.minimum:
+        raise LoadError("not_network", f"{label} is {value}, but it must be at least {field.minimum:g}.")
+    return value
+
+
+def spec_to_json(spec: dict) -> str:
+    """The spec as the JSON file the Save button offers (the same format as presets' "network")."""
+    return json.dumps(to_spec(spec), indent=2, ensure_ascii=False) + "\n"
+
+
+def spec_from_json(data: bytes | str) -> dict:
+    """Read a network from an uploaded JSON file (a spec, a preset or a saved run)."""
+    if len(data) > MAX_FILE_BYTES:
+        raise LoadError("too_large", f"The file has {len(data):,} bytes; the limit is {MAX_FILE_BYTES:,}.")
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise LoadError("not_text", str(error)) from None
+    try:
+        values = json.loads(data)
+    except json.JSONDecodeError as error:
+        raise LoadError("not_json", f"line {error.lineno}, column {error.colno}: {error.msg}") from None
+    return check_editable(values)
+
+
+# ----------------------------------------------------------------------------- links
+
+
+def encode_link(spec: dict) -> str:
+    """The `?net=` value for a spec: compact JSON, zlib-compressed, URL-safe base64 without padding."""
+    text = json.dumps(to_spec(spec), separators=(",", ":"), ensure_ascii=False)
+    packed = base64.urlsafe_b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii")
+    return packed.rstrip("=")
+
+
+def decode_link(value: str) -> dict:
+    """The spec a `?net=` value holds; `LoadError` with reason "not_link" when it is damaged."""
+    value = (value or "").strip()
+    if not value or len(value) > MAX_LINK_CHARACTERS:
+        raise LoadError("not_link", f"The link's network part has {len(value)} characters (1 to {MAX_LINK_CHARACTERS} expected).")
+    try:
+        packed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(packed, MAX_SPEC_BYTES)
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise LoadError("not_link", "The link is cut off or unpacks to too much data.")
+        values = json.loads(text.decode("utf-8"))
+    except (binascii.Error, ValueError, zlib.error) as error:
+        if isinstance(error, LoadError):
+            raise
+        raise LoadError("not_link", f"The link is damaged (perhaps cut off when copied): {error}.") from None
+    return check_editable(values)
+
+
+def share_url(base_url: str | None, spec: dict, language: str) -> str:
+    """A link that opens the app with this network and language, like TensorFlow Playground's URLs."""
+    query = urlencode({"net": encode_link(spec), "lang": language})
+    return f"{(base_url or '').split('?')[0]}?{query}"
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+@dataclass
+class Checked:
+    """What the page shows: rows for every layer when valid, else the valid rows before the error."""
+
+    summary: specs.Summary
+    error: specs.SpecError | None
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+
+def check(spec: dict) -> Checked:
+    """Validate `spec`; on error keep the shape rows of the layers before the offending one."""
+    spec = to_spec(spec)
+    try:
+        return Checked(specs.validate(spec), None)
+    except specs.SpecError as error:
+        return Checked(specs.Summary(spec=spec, rows=_rows_before(spec, error)), error)
+
+
+def _rows_before(spec: dict, error: specs.SpecError) -> list[specs.LayerRow]:
+    layers = spec["layers"]
+    if error.layer_index is None or not layers:
+        return []
+    has_output = any(isinstance(layer, dict) and layer.get("kind") == "output" for layer in layers)
+    prefix = layers if not has_output else layers[: error.layer_index]
+    if not prefix:
+        return []
+    # A prefix without its output layer is not a whole network: lend it one, then drop its row.
+    lent = not any(layer.get("kind") == "output" for layer in prefix)
+    try:
+        rows = specs.validate({**spec, "layers": [*prefix, {"kind": "output"}] if lent else prefix}).rows
+    except specs.SpecError:
+        return []
+    return rows[:-1] if lent else rows
+
+
+def layer_label(layer: dict) -> str:
+    """The details after a layer's kind, e.g. '20 × 5×5, sigmoid' for a conv layer ('' when none)."""
+    described = specs.describe_layer(layer)
+    return described[len(layer["kind"]) :].strip() if described.startswith(layer["kind"]) else described
+
+
+def format_shape(shape: tuple[int, ...]) -> str:
+    return " × ".join(str(size) for size in shape)
+
+
+def output_size(size: int, kernel_size: int, padding: int = 0, stride: int = 1) -> int:
+    """One side of a convolution's or pooling's output: ⌊(n + 2p − f)/s⌋ + 1."""
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def layer_numbers(layer: dict, input_shape: tuple[int, ...], row: specs.LayerRow) -> dict[str, Any]:
+    """The numbers a layer's explanation quotes, all taken from the spec and the validated row."""
+    numbers: dict[str, Any] = {
+        "input": format_shape(input_shape),
+        "output": format_shape(row.output_shape),
+        "parameters": f"{row.parameters:,}",
+        "inputs": f"{math.prod(input_shape):,}",
+        "channels": input_shape[0],
+        "activation": layer.get("activation", ""),
+    }
+    if layer["kind"] == "conv":
+        kernel, channels = layer["kernel_size"], input_shape[0]
+        numbers.update(
+            filters=layer["filters"], kernel=kernel, stride=layer["stride"], padding=layer["padding"], size=input_shape[1],
+            out=row.output_shape[1], weights_per_map=f"{kernel * kernel * channels:,}",
+        )
+    elif layer["kind"] in specs.POOL_KINDS:
+        stride = layer["stride"] if layer["stride"] is not None else layer["size"]
+        numbers.update(window=layer["size"], stride=stride, size=input_shape[1], out=row.output_shape[1])
+    elif layer["kind"] in ("dense", "output"):
+        numbers.update(units=row.output_shape[0])
+    elif layer["kind"] == "dropout":
+        numbers.update(p=f"{layer['p']:g}", percent=f"{layer['p'] * 100:g}")
+    return numbers
+
+
+@dataclass(frozen=True)
+class SharedWeightsExample:
+    """Nielsen ch. 6's comparison: a conv layer of 20 maps with 5×5 kernels vs a 30-neuron dense layer."""
+
+    maps: int
+    kernel_size: int
+    conv_parameters: int
+    units: int
+    inputs: int
+    dense_parameters: int
+    image_size: int
+    hidden_size: int
+
+    @property
+    def ratio(self) -> int:
+        return round(self.dense_parameters / self.conv_parameters)
+
+
+@lru_cache(maxsize=None)
+def shared_weights_example(maps: int = 20, kernel_size: int = 5, units: int = 30) -> SharedWeightsExample:
+    """Both parameter counts come from validating two one-layer networks, not from arithmetic."""
+    conv = specs.validate([{"kind": "conv", "filters": maps, "kernel_size": kernel_size}, {"kind": "output"}]).rows[0]
+    dense = specs.validate([{"kind": "dense", "units": units}, {"kind": "output"}]).rows[0]
+    return SharedWeightsExample(
+        maps=maps, kernel_size=kernel_size, conv_parameters=conv.parameters, units=units,
+        inputs=math.prod(specs.INPUT_SHAPE), dense_parameters=dense.parameters,
+        image_size=specs.INPUT_SHAPE[1], hidden_size=conv.output_shape[1],
+    )
+
+
+@lru_cache(maxsize=1)
+def explanation_numbers() -> dict[str, Any]:
+    """The figures the Build page's "ideas" texts quote, computed rather than typed in."""
+    example = shared_weights_example()
+    image, kernel = example.image_size, example.kernel_size
+    return {
+        "image": image,
+        "kernel": kernel,
+        "hidden": example.hidden_size,
+        "maps": example.maps,
+        "units": example.units,
+        "inputs": f"{example.inputs:,}",
+        "conv_parameters": f"{example.conv_parameters:,}",
+        "dense_parameters": f"{example.dense_parameters:,}",
+        "ratio": example.ratio,
+        "pooled": output_size(example.hidden_size, 2, 0, 2),
+        "padded": output_size(image, kernel, 2, 1),
+        "strided": output_size(image, kernel, 0, 2),
+    }
+
+
+def linear_neighbours(layers: list[dict]) -> list[tuple[int, int]]:
+    """Pairs (i, j) of weighted layers with nothing non-linear between them (0-based).
+
+    Such a pair computes one linear map, W₂(W₁x + b₁) + b₂ = (W₂W₁)x + (W₂b₁ + b₂), so the
+    extra layer adds parameters but no power. Max and L2 pooling are non-linear; average
+    pooling, dropout, batch norm (at test time) and flatten are not.
+    """
+    pairs = []
+    for index, layer in enumerate(layers):
+        if layer.get("kind") not in ("dense", "conv") or layer.get("activation") != "linear":
+            continue
+        for later in range(index + 1, len(layers)):
+            kind = layers[later].get("kind")
+            if kind in WEIGHTED_KINDS:
+                pairs.append((index, later))
+                break
+            if kind not in LINEAR_KINDS and not (kind == "activation" and layers[later].get("activation") == "linear"):
+                break
+    return pairs

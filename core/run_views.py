@@ -1,0 +1,176 @@
+"""What the Train and Runs pages show about a run: progress with an ETA, table rows and downloads.
+
+Owns turning stored `Run`s into display values (a progress fraction, an estimated time left,
+percentages, durations, one table row per run) and into downloadable text (metrics as CSV,
+the network as JSON). It reads what the run store returns and knows nothing of Streamlit,
+Plotly or how training works.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass
+
+from core import spec as specs
+from core.i18n import translate
+from core.store import METRIC_NAMES, Run
+
+# Statuses that `JobService.resume` accepts; it also needs one finished epoch (the resume state).
+RESUMABLE = ("interrupted", "cancelled", "failed")
+CSV_COLUMNS = ("epoch", *METRIC_NAMES)
+# The runs table's columns, in order; `table_rows` fills each and the catalogs name them `runs.column.<name>`.
+TABLE_COLUMNS = (
+    "id", "name", "status", "best_validation_accuracy", "test_accuracy", "epochs", "time", "owner", "dataset", "network",
+    "parameters", "device", "created",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProgressView:
+    """Where a running run stands, ready to print."""
+
+    fraction: float  # share of all gradient steps this run will take, in [0, 1]
+    epoch: int  # 1-based epoch in progress
+    epochs: int
+    step: int  # steps done in this epoch
+    steps_per_epoch: int
+    images_per_second: float
+    eta_seconds: float | None  # None until the first steps have given a speed
+
+
+def total_steps(progress: dict, settings: dict) -> int:
+    """All the gradient steps the run will take: every epoch's, or `max_steps` when that is smaller."""
+    steps = progress["epochs"] * progress["steps_per_epoch"]
+    max_steps = settings.get("max_steps") or 0
+    return min(steps, max_steps) if max_steps else steps
+
+
+def evaluation_seconds(metrics: list[dict], batch_size: int, steps_per_epoch: int) -> float:
+    """Mean time a finished epoch spent outside its training steps (measuring validation and test accuracy)."""
+    overheads = [
+        row["seconds"] - steps_per_epoch * batch_size / row["images_per_second"] for row in metrics if row.get("images_per_second")
+    ]
+    return max(0.0, sum(overheads) / len(overheads)) if overheads else 0.0
+
+
+def eta_seconds(progress: dict, settings: dict, metrics: list[dict]) -> float | None:
+    """Seconds left: the remaining steps at the current speed plus one evaluation per remaining epoch end."""
+    speed = progress.get("images_per_second") or 0.0
+    if speed <= 0 or not progress.get("steps_per_epoch"):
+        return None
+    batch_size = settings.get("batch_size", 64)
+    total = total_steps(progress, settings)
+    training = max(0, total - progress["global_step"]) * batch_size / speed
+    last_epoch = math.ceil(total / progress["steps_per_epoch"])
+    epoch_ends_left = max(0, last_epoch - progress["epoch"] + 1)  # the epoch in progress still ends with an evaluation
+    return training + epoch_ends_left * evaluation_seconds(metrics, batch_size, progress["steps_per_epoch"])
+
+
+def progress_view(run: Run) -> ProgressView | None:
+    """The run's latest progress with its ETA; None before its first step was reported."""
+    progress = run.progress
+    if not progress or not progress.get("steps_per_epoch"):
+        return None
+    total = total_steps(progress, run.settings)
+    return ProgressView(
+        fraction=min(1.0, progress["global_step"] / total) if total else 0.0,
+        epoch=progress["epoch"],
+        epochs=progress["epochs"],
+        step=progress["step"],
+        steps_per_epoch=progress["steps_per_epoch"],
+        images_per_second=progress["images_per_second"],
+        eta_seconds=eta_seconds(progress, run.settings, run.metrics),
+    )
+
+
+def format_duration(seconds: float | None) -> str:
+    """'0:42', '12:05' or '1:02:03'; '–' when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    whole = int(round(max(0.0, seconds)))
+    hours, rest = divmod(whole, 3600)
+    minutes, seconds_left = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds_left:02d}" if hours else f"{minutes}:{seconds_left:02d}"
+
+
+def percent(fraction: float | None) -> str:
+    """An accuracy in [0, 1] as '98.78%'; '–' when there is none yet."""
+    return "–" if fraction is None else f"{fraction * 100:.2f}%"
+
+
+def run_seconds(run: Run, now: float | None = None) -> float:
+    """Training time so far: the finished epochs' time, or the wall time since a running run started."""
+    if run.status == "running" and run.started_at:
+        return max(run.seconds, (now or time.time()) - run.started_at)
+    return run.seconds
+
+
+def resumable(run: Run) -> bool:
+    """True when `JobService.resume` can continue the run: it stopped early after at least one epoch."""
+    return run.status in RESUMABLE and run.epochs_done > 0
+
+
+def network_summary(spec: dict) -> str:
+    """The runs table's one-line network description; a spec the builder rejects shows as '?'."""
+    try:
+        return specs.summarize_network(spec)
+    except ValueError:
+        return "?"
+
+
+def owned_by(runs: list[Run], owner: str) -> list[Run]:
+    """The runs started under `owner` (an empty name means runs started without one)."""
+    return [run for run in runs if run.owner == owner]
+
+
+def _in_percent(fraction: float | None) -> float:
+    """An accuracy in percent; NaN (an empty cell in a number column) when there is none yet."""
+    return math.nan if fraction is None else fraction * 100
+
+
+def table_rows(runs: list[Run], language: str = "en", now: float | None = None) -> list[dict]:
+    """One row per run for the runs table, newest first as given; accuracies are in percent (NaN when none)."""
+    rows = []
+    for run in runs:
+        epochs = run.settings.get("epochs", 0)
+        rows.append(
+            {
+                "id": run.id,
+                "name": run.name,
+                "status": translate(language, f"common.status.{run.status}"),
+                "owner": run.owner,
+                "dataset": translate(language, f"train.choice.{run.dataset}"),
+                "network": network_summary(run.spec),
+                "parameters": run.parameters,
+                "best_validation_accuracy": _in_percent(run.best_validation_accuracy),
+                "test_accuracy": _in_percent(run.test_accuracy),
+                "epochs": f"{run.epochs_done}/{epochs}",
+                "time": format_duration(run_seconds(run, now)),
+                "device": run.device,
+                "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at)),
+            }
+        )
+    return rows
+
+
+def metrics_csv(metrics: list[dict]) -> str:
+    """A run's per-epoch metrics as CSV text with a header row; accuracies stay fractions in [0, 1]."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(metrics)
+    return buffer.getvalue()
+
+
+def network_json(run: Run) -> str:
+    """The run's network spec as indented JSON, the format the Build page and `python -m core` read."""
+    return json.dumps(run.spec, indent=2, ensure_ascii=False) + "\n"
+
+
+def download_name(run: Run, what: str, extension: str) -> str:
+    """A file name such as 'run-12-metrics.csv'."""
+    return f"run-{run.id}-{what}.{extension}"

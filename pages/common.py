@@ -1,0 +1,130 @@
+"""What every page shares: translated text, the sidebar, the job service and session state.
+
+Pages stay thin: they read widgets, call `core`, and render what comes back. This module
+holds the few Streamlit-specific helpers they all need.
+
+Session-state keys (one place to look them up):
+- "language": "en" or "ko" (also in the URL as ?lang=)
+- "owner": the name runs are started under (also in the URL as ?owner=)
+- "selected_run": id of the run the sidebar shows, or None (also in the URL as ?run=)
+- "network": the spec being built on the Build page (a dict, see core/spec.py); on a session's
+  first run it comes from a shared link (?net=, see core/builder_state.py) or DEFAULT_PRESET
+- "preset": the name of the preset "network" was loaded from, or None
+- "link_error": a `builder_state.LoadError` for a broken ?net= link, until the Build page shows it
+- "settings": the Train page's TrainSettings as a dict
+- "settings_preset": the preset "settings" were filled from; when "preset" changes, Train refills them
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import builder_state, presets
+from core import device as devices
+from core import i18n
+from core.jobs import JobService
+from core.store import RunStore
+
+# The network a new session starts with: Nielsen ch. 6's first convolutional net.
+DEFAULT_PRESET = "nielsen-2-conv-pool"
+
+def require_frame() -> None:
+    """Make sure this page runs inside app.py's frame; call it first in every page script.
+
+    Streamlit treats a `pages/` folder as its legacy multipage mode until `st.navigation` has
+    run once in the server process. So on a freshly started server, a browser that opens (or
+    refreshes) /train directly would get pages/train.py without app.py's state and sidebar.
+    Switching that mode off and rerunning sends the request through app.py instead.
+    (AppTest has no server runtime and resets the mode before every run; there this does
+    nothing and the page goes on with the session state its earlier runs made.)
+    """
+    from unittest.mock import Mock
+
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.pages_manager import PagesManager
+
+    served = Runtime.exists() and not isinstance(Runtime.instance(), Mock)  # AppTest's runtime is a mock.
+    if served and PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def language() -> str:
+    return st.session_state.get("language", i18n.DEFAULT_LANGUAGE)
+
+
+def t(key: str, **values: object) -> str:
+    """Translated text for the current language."""
+    return i18n.translate(language(), key, **values)
+
+
+@st.cache_resource
+def service() -> JobService:
+    """One job service (and run store) shared by every browser session of this server."""
+    return JobService(RunStore())
+
+
+@st.cache_resource
+def device_label() -> str:
+    return devices.describe(devices.pick_device())
+
+
+def init_state() -> None:
+    """Fill session state from the URL on a session's first run."""
+    if "language" not in st.session_state:
+        from_url = st.query_params.get("lang")
+        locale = (getattr(st.context, "locale", None) or "").lower()
+        st.session_state.language = from_url if from_url in i18n.LANGUAGES else ("ko" if locale.startswith("ko") else "en")
+    if "owner" not in st.session_state:
+        st.session_state.owner = st.query_params.get("owner", "")
+    if "selected_run" not in st.session_state:
+        from_url = st.query_params.get("run", "")
+        st.session_state.selected_run = int(from_url) if from_url.isdigit() else None
+    if "network" not in st.session_state:
+        init_network()
+
+
+def init_network() -> None:
+    """The network a session starts with: the one in a shared link (?net=), else DEFAULT_PRESET."""
+    link = st.query_params.get("net")
+    if link:
+        try:
+            st.session_state.network = builder_state.to_spec(builder_state.decode_link(link))
+            st.session_state.preset = None
+            return
+        except builder_state.LoadError as error:
+            st.session_state.link_error = error
+    st.session_state.network = builder_state.to_spec(builder_state.check_editable(presets.get(DEFAULT_PRESET).network))
+    st.session_state.preset = DEFAULT_PRESET
+
+
+def select_run(run_id: int | None) -> None:
+    """Make `run_id` the session's selected run and keep it in the URL (?run=), so a refresh brings it back."""
+    st.session_state.selected_run = run_id
+    if run_id is None:
+        st.query_params.pop("run", None)
+    elif st.query_params.get("run") != str(run_id):
+        st.query_params["run"] = str(run_id)
+
+
+def _choose_language() -> None:
+    st.session_state.language = st.session_state.language_choice
+    st.query_params["lang"] = st.session_state.language
+
+
+def sidebar() -> None:
+    """Language switch, owner name, selected run and device; both choices are kept in the URL."""
+    with st.sidebar:
+        codes = list(i18n.LANGUAGES)
+        # A callback, not st.rerun(): it runs before the script, so the whole page is drawn once, in the new language.
+        st.radio(
+            t("sidebar.language"), codes, index=codes.index(language()), format_func=i18n.LANGUAGES.get, horizontal=True,
+            key="language_choice", on_change=_choose_language,
+        )
+        owner = st.text_input(t("sidebar.owner"), value=st.session_state.owner, help=t("sidebar.owner_help"), max_chars=40)
+        if owner != st.session_state.owner:
+            st.session_state.owner = owner.strip()
+            st.query_params["owner"] = st.session_state.owner
+        run_id = st.session_state.selected_run
+        st.caption(f"{t('sidebar.selected_run')}: #{run_id}" if run_id else t("sidebar.no_run"))
+        st.caption(t("sidebar.device", device=device_label()))

@@ -1,0 +1,25 @@
+"""What the Train and Runs pages both draw for one run: its outcome message and its headline figures."""
+
+import streamlit as st
+
+from core import run_views
+from pages.common import t
+
+
+def outcome(run) -> None:
+    """Why the run stopped and what to change: red for failed or diverged, amber for stopped early."""
+    if run.status in ("failed", "diverged"):
+        st.error(f"**{t(f'train.outcome.{run.status}')}** {run.message}")
+    elif run.status in ("interrupted", "cancelled"):
+        st.warning(f"**{t(f'train.outcome.{run.status}')}** {run.message}")
+    elif run.message:
+        st.info(run.message)
+
+
+def figures(run, per_row: int = 4) -> None:
+    """Best validation accuracy, the test accuracy at that epoch, epochs done and training time."""
+    best, test, epochs, seconds = st.columns(per_row) + (st.columns(per_row) if per_row < 4 else [])
+    best.metric(t("common.best_validation_accuracy"), run_views.percent(run.best_validation_accuracy))
+    test.metric(t("common.test_accuracy"), run_views.percent(run.test_accuracy), help=t("train.test_help", epoch=run.best_epoch))
+    epochs.metric(t("common.epochs"), f"{run.epochs_done}/{run.settings.get('epochs', run.epochs_done)}")
+    seconds.metric(t("common.time"), run_views.format_duration(run_views.run_seconds(run)))

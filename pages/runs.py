@@ -1,0 +1,121 @@
+"""Runs: every run in one table; overlay curves, reopen a run's network or settings, resume, delete, download."""
+
+import zlib
+
+import streamlit as st
+
+from core import plots, run_views, train_form
+from pages import run_widgets
+from pages.common import language, select_run, service, t, require_frame
+
+require_frame()
+
+
+def column_config() -> dict:
+    labels = {name: t(f"runs.column.{name}") for name in run_views.TABLE_COLUMNS}
+    return {
+        **labels,
+        "id": st.column_config.NumberColumn(labels["id"], format="%d", width="small"),
+        "parameters": st.column_config.NumberColumn(labels["parameters"], format="localized"),
+        "best_validation_accuracy": st.column_config.NumberColumn(labels["best_validation_accuracy"], format="%.2f%%"),
+        "test_accuracy": st.column_config.NumberColumn(labels["test_accuracy"], format="%.2f%%"),
+    }
+
+
+def open_network(run) -> None:
+    """Hand the run's network to Build; Train keeps its current settings."""
+    st.session_state.network, st.session_state.preset, st.session_state.settings_preset = dict(run.spec), None, None
+    st.switch_page("pages/build.py")
+
+
+def open_settings(run) -> None:
+    """Hand the run's settings to Train, for the network Build holds now."""
+    st.session_state.settings = dict(run.settings)
+    st.session_state.settings_preset = train_form.preset_in_use(st.session_state.get("network"), st.session_state.get("preset"))
+    st.switch_page("pages/train.py")
+
+
+def watch(run) -> None:
+    select_run(run.id)
+    st.switch_page("pages/train.py")
+
+
+def details(run) -> None:
+    """One run: its outcome and figures, buttons to reuse it, downloads and delete."""
+    st.subheader(t("runs.run_title", id=run.id, name=run.name or run_views.network_summary(run.spec)))
+    run_widgets.outcome(run)
+    if run.epochs_done:
+        run_widgets.figures(run)
+    actions = st.columns(4)
+    if actions[0].button(t("runs.open_network"), key="runs.open_network", icon="🧱", width="stretch"):
+        open_network(run)
+    if actions[1].button(t("runs.open_settings"), key="runs.open_settings", icon="⚙️", width="stretch"):
+        open_settings(run)
+    if actions[2].button(t("runs.watch"), key="runs.watch", icon="📈", width="stretch"):
+        watch(run)
+    if run_views.resumable(run) and actions[3].button(t("common.resume"), key="runs.resume", icon="▶️", width="stretch"):
+        try:
+            service().resume(run.id)
+        except ValueError as error:  # e.g. its saved state is gone; the sentence says what to do instead
+            st.error(str(error))
+            return
+        service().ensure_scheduler()
+        watch(run)
+    if run.status in ("queued", "running") and actions[3].button(t("train.cancel"), key="runs.cancel", icon="⏹️", width="stretch"):
+        service().cancel(run.id)
+        st.rerun()
+    downloads = st.columns(4)
+    downloads[0].download_button(
+        t("runs.download_metrics"), run_views.metrics_csv(service().store.metrics(run.id)), run_views.download_name(run, "metrics", "csv"),
+        "text/csv", key="runs.download_metrics", on_click="ignore", icon="⬇️", width="stretch",
+    )  # fmt: skip
+    downloads[1].download_button(
+        t("runs.download_network"), run_views.network_json(run), run_views.download_name(run, "network", "json"),
+        "application/json", key="runs.download_network", on_click="ignore", icon="⬇️", width="stretch",
+    )  # fmt: skip
+    with downloads[3].popover(t("runs.delete"), icon="🗑️", width="stretch", disabled=run.status == "running"):
+        st.write(t("runs.delete_confirm", id=run.id))
+        if st.button(t("runs.delete_for_good"), key="runs.delete_confirm", type="primary"):
+            try:
+                service().store.delete(run.id)
+            except ValueError as error:  # it started running since the table was drawn
+                st.error(str(error))
+                return
+            if st.session_state.selected_run == run.id:
+                select_run(None)
+            st.rerun()
+
+
+title_column, refresh_column = st.columns([5, 1], vertical_alignment="bottom")
+title_column.title(t("runs.title"))
+refresh_column.button(t("runs.refresh"), key="runs.refresh", icon="🔄", width="stretch")
+scopes = ("mine", "everyone")
+scope = st.radio(
+    t("runs.show"), scopes, index=0 if st.session_state.owner else 1, format_func={s: t(f"runs.scope.{s}") for s in scopes}.get,
+    horizontal=True, key="runs.scope",
+)  # fmt: skip
+runs = service().runs()
+if scope == "mine":
+    runs = run_views.owned_by(runs, st.session_state.owner)
+if not runs:
+    st.info(t("runs.empty"))
+    st.page_link("pages/train.py", label=t("runs.go_train"), icon="📈")
+    st.stop()
+
+# The key changes with the set of runs, so a selection never silently moves to another run.
+table_key = f"runs.table.{zlib.crc32(','.join(str(run.id) for run in runs).encode()):08x}"
+event = st.dataframe(
+    run_views.table_rows(runs, language()), key=table_key, on_select="rerun", selection_mode="multi-row", hide_index=True,
+    column_order=run_views.TABLE_COLUMNS, column_config=column_config(), placeholder="–",
+)  # fmt: skip
+selected = [runs[row] for row in event.selection.rows if row < len(runs)]
+if not selected:
+    st.caption(t("runs.select_hint"))
+    st.stop()
+series = [(f"#{run.id} {run.name}".strip(), service().store.metrics(run.id)) for run in selected]
+if any(metrics for _, metrics in series):
+    st.plotly_chart(plots.overlay_curves([item for item in series if item[1]], language()), key="runs.overlay")
+if len(selected) == 1:
+    details(selected[0])
+else:
+    st.caption(t("runs.one_to_open"))

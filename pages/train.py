@@ -1,0 +1,195 @@
+"""Train: choose how to train the network from Build, start a background run and watch it live."""
+
+import streamlit as st
+
+from core import builder_state, plots, run_views, train_form
+from core.presets import get as get_preset
+from core.settings import SettingsError
+from core.spec import SpecError
+from core.store import RunNotFound
+from pages import run_widgets
+from pages.common import language, select_run, service, t, require_frame
+
+require_frame()
+
+OPEN_SECTIONS = ("data", "optimizer")
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def preview(dataset: str, augmentation: tuple) -> object:
+    return train_form.augmentation_preview(dataset, dict(zip(train_form.AUGMENTATION_FIELDS, augmentation)))
+
+
+def reset_settings(preset: str | None) -> None:
+    """Button callback: back to the preset's settings (widget keys go, so widgets take the new values)."""
+    for key in [key for key in st.session_state if str(key).startswith("train.")]:
+        del st.session_state[key]
+    st.session_state.settings = train_form.default_settings(preset)
+
+
+def field_widget(form_field: train_form.FormField, value: object) -> object:
+    name, key = form_field.name, f"train.{form_field.name}"
+    label, hint, value = t(f"train.field.{name}"), t(f"train.hint.{name}"), form_field.coerce(value)
+    if form_field.kind == "bool":
+        return st.toggle(label, value=value, help=hint, key=key)
+    if form_field.kind == "choice":
+        choices = form_field.choices
+        names = {choice: t(f"train.choice.{choice}") for choice in choices}  # AppTest calls format_func outside the run
+        return st.selectbox(label, choices, choices.index(value), format_func=names.get, help=hint, key=key)
+    number_format = "%d" if form_field.kind == "int" else "%g"
+    return st.number_input(label, form_field.minimum, form_field.maximum, value, form_field.step, number_format, help=hint, key=key)
+
+
+def dropout_widgets(network: dict) -> None:
+    """The network's dropout layers, whose p is edited here and written back to the session's network."""
+    layers = train_form.dropout_layers(network)
+    if not layers:
+        st.caption(t("train.no_dropout"))
+        st.page_link("pages/build.py", label=t("train.edit_on_build"), icon="🧱")
+        return
+    chosen = {
+        index: st.number_input(
+            t("train.field.dropout", layer=index + 1), 0.0, 0.95, p, 0.05, "%g", help=t("train.hint.dropout"), key=f"train.dropout.{index}"
+        )
+        for index, p in layers
+    }
+    if chosen != dict(layers):
+        if not st.session_state.get("network"):
+            st.session_state.preset = train_form.DEFAULT_PRESET  # keep the preset's settings for its network
+        st.session_state.network = train_form.with_dropout(network, chosen)
+
+
+def settings_form(values: dict, network: dict) -> tuple[dict, dict]:
+    """All settings widgets by section; returns the values and an error slot per shown field."""
+    slots = {}
+    for section, form_fields in train_form.SECTIONS.items():
+        with st.expander(t(f"train.section.{section}"), expanded=section in OPEN_SECTIONS):
+            for form_field in form_fields:
+                if form_field.applies(values):
+                    values[form_field.name] = field_widget(form_field, values[form_field.name])
+                    slots[form_field.name] = st.empty()
+            if section == "regularization":
+                dropout_widgets(network)
+            if section == "augmentation":
+                augmentation_preview(values)
+    return values, slots
+
+
+def augmentation_preview(values: dict) -> None:
+    augmentation = tuple(values[name] for name in train_form.AUGMENTATION_FIELDS)
+    if not train_form.augmentation_of(values).active:
+        st.caption(t("train.augmentation_off"))
+        return
+    try:
+        st.image(preview(values["dataset"], augmentation), caption=t("train.preview_caption"))
+    except ValueError as error:
+        st.error(str(error))
+
+
+def live_view(run_id: int, polling: bool) -> None:
+    """The selected run: progress, cancel, outcome, final figures and curves; polls while it trains."""
+    try:
+        run = service().run(run_id)
+    except RunNotFound:
+        select_run(None)
+        st.info(t("train.run_gone", id=run_id))
+        return
+    if polling and run.finished:
+        st.rerun()  # Once, so the page redraws without the one-second timer.
+    st.subheader(t("train.run_title", id=run.id, status=t(f"common.status.{run.status}")))
+    if run.status == "queued":
+        st.info(t("train.queued", position=service().queue_position(run.id) or 1))
+    view = run_views.progress_view(run)
+    if run.status == "running":
+        text = t("train.starting") if view is None else t(
+            "train.progress", epoch=view.epoch, epochs=view.epochs, step=view.step, steps=view.steps_per_epoch,
+            speed=f"{view.images_per_second:,.0f}", eta=run_views.format_duration(view.eta_seconds),
+        )  # fmt: skip
+        st.progress(view.fraction if view else 0.0, text=text)
+    if run.status in ("queued", "running"):
+        if run.cancel_requested:
+            st.caption(t("train.cancelling"))
+        elif st.button(t("train.cancel"), key="train.cancel", icon="⏹️"):
+            service().cancel(run.id)
+    run_widgets.outcome(run)
+    resume_button(run)
+    if run.epochs_done:
+        run_widgets.figures(run, per_row=2)
+    if run.metrics:
+        st.plotly_chart(plots.training_curves(run.metrics, language()), key="train.curves")
+    elif not run.finished:
+        st.caption(t("train.plot.waiting"))
+
+
+def resume_button(run) -> None:
+    if run_views.resumable(run) and st.button(t("common.resume"), key="train.resume", icon="▶️"):
+        try:
+            service().resume(run.id)
+        except ValueError as error:  # e.g. its saved state is gone; the sentence says what to do instead
+            st.error(str(error))
+            return
+        service().ensure_scheduler()
+        st.rerun()
+
+
+def start(network: dict, values: dict, name: str) -> None:
+    settings, _ = train_form.parse(values)
+    try:
+        run_id = service().submit(network, settings, owner=st.session_state.owner, name=name)
+    except (SpecError, SettingsError) as error:
+        st.error(str(error))
+        return
+    service().ensure_scheduler()
+    select_run(run_id)
+    st.rerun()  # The sidebar and the live view show the new run, which the fragment now polls.
+
+
+def current_network() -> dict:
+    """The plain spec to train: Build's (with any dropout edits made here), else the default preset's."""
+    return builder_state.to_spec(st.session_state.get("network") or get_preset(train_form.DEFAULT_PRESET).network)
+
+
+st.title(t("train.title"))
+preset = train_form.preset_in_use(st.session_state.get("network"), st.session_state.get("preset"))
+if st.session_state.get("settings") is None or st.session_state.get("settings_preset") != preset:
+    st.session_state.settings, st.session_state.settings_preset = train_form.default_settings(preset), preset
+values = {**train_form.default_settings(None), **st.session_state.settings}
+
+form_column, live_column = st.columns([2, 3], gap="large")
+with form_column:
+    summary = st.empty()  # filled once the dataset is known, like the actions below the network line
+    if not st.session_state.get("network"):
+        st.caption(t("train.default_network"))
+        st.page_link("pages/build.py", label=t("train.edit_on_build"), icon="🧱")
+    if figure := train_form.book_figure(preset):
+        st.caption(t("train.book_figure", accuracy=f"{figure[0]:.2f}", epochs=figure[1]))
+    actions = st.container()  # Train sits above the long form, next to the live view it starts.
+    values, slots = settings_form(values, current_network())
+    st.session_state.settings = values
+    settings, error = train_form.parse(values)
+    if error is not None:
+        slots.get(error.field_name, st).error(t("train.invalid", field=t(f"train.field.{error.field_name}"), message=error))
+    network = current_network()
+    parameters, problem = train_form.check_network(network, values["dataset"])
+    summary.markdown(t("train.network", summary=run_views.network_summary(network), parameters=f"{parameters:,}"))
+    with actions:
+        if problem or error:
+            st.error(problem or t("train.invalid", field=t(f"train.field.{error.field_name}"), message=error))
+        name = st.text_input(t("train.run_name"), key="train.name", placeholder=preset or "", max_chars=80)
+        start_column, reset_column = st.columns(2)
+        blocked = bool(error or problem)
+        if start_column.button(t("train.start"), type="primary", key="train.submit", disabled=blocked, icon="🚀", width="stretch"):
+            start(network, values, name.strip() or preset or "")
+        reset_column.button(t("train.reset"), key="train.reset", on_click=reset_settings, args=(preset,), width="stretch")
+
+with live_column:
+    run_id = st.session_state.selected_run
+    if run_id is None:
+        st.info(t("train.no_run"))
+    else:
+        select_run(run_id)
+        try:
+            polling = not service().store.get(run_id, with_metrics=False).finished
+        except RunNotFound:
+            polling = False
+        st.fragment(run_every=1.0 if polling else None)(live_view)(run_id, polling)

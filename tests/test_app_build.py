@@ -1,0 +1,213 @@
+"""The Build page in a simulated browser session: presets, editing, errors, languages, links and files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import builder_state as builder
+from core import presets
+from core import spec as specs
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+CARD_TITLES = {"conv": "Convolution", "avgpool": "Average pooling", "maxpool": "Max-pooling", "dense": "Dense", "dropout": "Dropout",
+               "output": "Output (softmax)"}
+
+
+@pytest.fixture
+def app(runs_dir) -> AppTest:
+    """The app on its default page (Build), with an empty runs directory (see conftest.runs_dir)."""
+    return AppTest.from_file(APP, default_timeout=30)
+
+
+def total_shown(at: AppTest) -> str | None:
+    metrics = [metric.value for metric in at.metric if metric.label in ("Parameters to learn", "학습할 파라미터 수")]
+    return metrics[0] if metrics else None
+
+
+def page_text(at: AppTest) -> str:
+    parts = [element.value for kind in ("title", "markdown", "caption", "error", "info", "warning") for element in getattr(at, kind)]
+    return "\n".join(str(part) for part in parts)
+
+
+def button(at: AppTest, label: str, key: str | None = None):
+    if key is not None:
+        return at.button(key=key)
+    return next(widget for widget in at.button if widget.label == label)
+
+
+def layers(at: AppTest) -> list[dict]:
+    return at.session_state["build_work"]["layers"]
+
+
+def load_preset(at: AppTest, name: str) -> AppTest:
+    at.selectbox(key="build_start").set_value(name)
+    return button(at, "Load").click().run()
+
+
+def test_build_page_loads_with_the_default_network(app):
+    app.run()
+    assert not app.exception
+    assert app.title[0].value == "Build a network"
+    network = presets.get("nielsen-2-conv-pool").network
+    assert total_shown(app) == f"{specs.validate(network).total_parameters:,}"
+    assert app.session_state["preset"] == "nielsen-2-conv-pool"
+    assert app.session_state["network"] == builder.to_spec(builder.editable(network))
+
+
+@pytest.mark.parametrize("name", ["lenet-5", "nielsen-7-dropout", "logistic-regression"])
+def test_a_preset_shows_its_layers_and_the_total_that_core_computes(app, name):
+    load_preset(app.run(), name)
+    assert not app.exception and not app.error
+    network = presets.get(name).network
+    assert total_shown(app) == f"{specs.validate(network).total_parameters:,}"
+    assert [layer["kind"] for layer in layers(app)] == [layer["kind"] for layer in network["layers"]]
+    text = page_text(app)
+    for index, layer in enumerate(network["layers"]):
+        assert f"**{index + 1}. {CARD_TITLES[layer['kind']]}" in text
+    table = app.dataframe[0].value
+    assert list(table["Parameters"])[-1] == f"{specs.validate(network).total_parameters:,}"
+    assert app.session_state["preset"] == name and presets.get(name).title in text
+
+
+def test_an_impossible_kernel_shows_the_error_on_that_layer(app):
+    load_preset(app.run(), "nielsen-3-two-conv-pool")
+    first_conv = layers(app)[0]["uid"]
+    app.number_input(key=f"build-{first_conv}-kernel_size").set_value(40).run()
+    assert not app.exception
+    errors = [error.value for error in app.error]
+    assert len(errors) == 2, "one on top of the table, one inside the layer's card"
+    assert all("Layer 1 (conv): 'kernel_size' is 40" in error for error in errors)
+    assert any(error.startswith("Layer 1 (Convolution") for error in errors), "on top: which layer"
+    assert any(error.startswith("This layer has a problem") for error in errors), "in the card"
+    assert total_shown(app) is None
+    assert app.session_state["network"]["layers"][0]["kernel_size"] == 40
+
+
+def test_a_kernel_too_big_for_its_input_keeps_the_valid_rows(app):
+    load_preset(app.run(), "nielsen-3-two-conv-pool")
+    second_conv = layers(app)[2]["uid"]
+    app.number_input(key=f"build-{second_conv}-kernel_size").set_value(13).run()
+    assert not app.exception
+    assert any("Layer 3 (Convolution" in error.value and "12×12" in error.value for error in app.error)
+    table = app.dataframe[0].value
+    assert list(table["Output shape"]) == ["1 × 28 × 28", "20 × 24 × 24", "20 × 12 × 12"]
+    app.number_input(key=f"build-{second_conv}-kernel_size").set_value(5).run()
+    assert not app.error and total_shown(app) == f"{specs.validate(presets.get('nielsen-3-two-conv-pool').network).total_parameters:,}"
+
+
+def test_add_move_and_remove_layers(app):
+    load_preset(app.run(), "nielsen-1-shallow")
+    app.selectbox(key="build_add_kind").set_value("dropout")
+    button(app, "Add layer").click().run()
+    assert [layer["kind"] for layer in layers(app)] == ["dense", "dropout", "output"]
+    dropout = layers(app)[1]["uid"]
+    button(app, "↑", key=f"build-{dropout}-up").click().run()
+    assert [layer["kind"] for layer in layers(app)] == ["dropout", "dense", "output"]
+    # The dropout layer's widget follows it: a value typed before the move is still there.
+    app.number_input(key=f"build-{dropout}-p").set_value(0.3).run()
+    button(app, "↓", key=f"build-{dropout}-down").click().run()
+    assert [(layer["kind"], layer.get("p")) for layer in layers(app)] == [("dense", None), ("dropout", 0.3), ("output", None)]
+    button(app, "✕", key=f"build-{dropout}-remove").click().run()
+    assert [layer["kind"] for layer in layers(app)] == ["dense", "output"]
+    assert not app.exception and not app.error
+    assert app.session_state["network"] == builder.to_spec(builder.editable(presets.get("nielsen-1-shallow").network))
+
+
+def test_removing_the_output_layer_explains_what_is_missing(app):
+    load_preset(app.run(), "nielsen-1-shallow")
+    output = layers(app)[-1]["uid"]
+    button(app, "✕", key=f"build-{output}-remove").click().run()
+    assert not app.exception
+    assert any("no output layer" in error.value for error in app.error)
+
+
+def test_an_empty_network_says_how_to_start(app):
+    load_preset(app.run(), "")
+    assert not app.exception and not app.error
+    assert layers(app) == [] and app.info
+
+
+def test_switching_to_korean_shows_korean_text(app):
+    app.run()
+    app.sidebar.radio(key="language_choice").set_value("ko").run()
+    assert not app.exception
+    assert app.title[0].value == "신경망 만들기"
+    assert total_shown(app) is not None
+    assert "합성곱(convolution)" in page_text(app)
+    assert app.query_params.get("lang") == "ko"
+
+
+def test_a_link_restores_its_network(runs_dir):
+    spec = builder.to_spec(builder.editable(presets.get("lenet-5").network))
+    spec["layers"][2]["filters"] = 12
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["net"] = builder.encode_link(spec)
+    at.query_params["lang"] = "ko"
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["network"] == spec and at.session_state["preset"] is None
+    assert total_shown(at) == f"{specs.validate(spec).total_parameters:,}"
+    assert at.title[0].value == "신경망 만들기"
+    # The page's own share link opens the same network.
+    link = at.code[0].value
+    assert builder.to_spec(builder.decode_link(link.split("net=")[1].split("&")[0])) == spec
+
+
+def test_a_broken_link_explains_and_falls_back(runs_dir):
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["net"] = "eNqrVkrOTszLS1GyUlBKTSxSqgUAKH8F"[:-5]
+    at.run()
+    assert not at.exception
+    assert any("The shared link could not be opened" in error.value for error in at.error)
+    assert at.session_state["preset"] == "nielsen-2-conv-pool"
+
+
+def test_the_address_bar_follows_the_network(app):
+    load_preset(app.run(), "lenet-5")
+    assert builder.decode_link(app.query_params["net"]) == builder.check_editable(presets.get("lenet-5").network)
+
+
+def test_a_network_set_by_another_page_is_shown(app):
+    # The Runs page sets st.session_state.network and switches here to reload a run's network.
+    app.run()
+    spec = builder.to_spec(builder.editable(presets.get("pytorch-examples-mnist").network))
+    app.session_state["network"] = spec
+    app.session_state["preset"] = "pytorch-examples-mnist"
+    app.run()
+    assert not app.exception
+    assert total_shown(app) == f"{specs.validate(spec).total_parameters:,}"
+    assert [layer["kind"] for layer in layers(app)] == [layer["kind"] for layer in spec["layers"]]
+
+
+def test_loading_a_json_file(app):
+    app.run()
+    spec = builder.to_spec(builder.editable(presets.get("lenet-5").network))
+    app.file_uploader(key="build_upload").set_value(("mine.json", builder.spec_to_json(spec).encode(), "application/json")).run()
+    assert not app.exception and not app.error
+    assert app.session_state["network"] == spec
+    assert total_shown(app) == f"{specs.validate(spec).total_parameters:,}"
+    assert any("mine.json" in message.value for message in app.success)
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [(b"{not json", "not valid JSON"), (json.dumps({"layers": [{"kind": "magic"}]}).encode(), "unknown kind 'magic'")],
+)
+def test_a_bad_json_file_shows_why(app, content, words):
+    app.run()
+    before = app.session_state["network"]
+    app.file_uploader(key="build_upload").set_value(("bad.json", content, "application/json")).run()
+    assert not app.exception
+    assert any(words in error.value for error in app.error)
+    assert app.session_state["network"] == before
+
+
+def test_save_offers_the_network_as_json(app):
+    app.run()
+    assert app.download_button[0].label == "Save as JSON"
+    network = app.session_state["network"]
+    assert builder.to_spec(builder.spec_from_json(builder.spec_to_json(network))) == network

@@ -1,0 +1,247 @@
+"""AppTest tests of the Train and Runs pages: they load, a short run trains to the end and shows
+the numbers the store holds, the Runs page lists it and deletes it, failures show their message,
+and Korean shows Korean.
+
+The scheduler runs in a thread of the test process and holds the runs directory's lock, so
+the page's `ensure_scheduler()` finds it and starts no process of its own; the fixture stops
+it (and its worker processes) at the end of each test.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core import i18n, jobs, run_views
+from core.presets import get as get_preset
+from core.store import FINISHED, RunNotFound, RunStore
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+RUN_DEADLINE = 180.0  # seconds a 20-step logistic-regression run may take, worker start-up included
+
+
+@pytest.fixture
+def app_store(runs_dir) -> RunStore:
+    """A fresh runs directory that the app's cached job service also uses."""
+    st.cache_resource.clear()  # `service()` is cached per process; make it pick up this test's LAYERLAB_RUNS.
+    st.cache_data.clear()
+    yield RunStore(runs_dir)
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def scheduler(app_store):
+    """The job scheduler, in a thread of this process, holding the lock that ensure_scheduler checks."""
+    lock = open(app_store.directory / "scheduler.lock", "a+")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    running = jobs.Scheduler(app_store, limit=1)
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            running.step()
+            stop.wait(jobs.POLL_SECONDS)
+
+    thread = threading.Thread(target=loop, name="test-scheduler", daemon=True)
+    thread.start()
+    yield running
+    stop.set()
+    thread.join(timeout=10)
+    running.shutdown()  # Terminates and joins any worker still running.
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
+
+
+def open_page(page: str, language: str = "en", **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    for name, value in state.items():
+        at.session_state[name] = value
+    at.run()  # The default page (Build) first, in English: AppTest calls widgets' format_func outside the run.
+    at.session_state["language"] = language
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [error.value for error in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page wrote as text, for 'does it say X' checks."""
+    kinds = ("title", "subheader", "markdown", "caption", "info", "error", "warning")
+    parts = [element.value for kind in kinds for element in at.get(kind)]
+    parts += [element.label for element in at.get("button")] + [element.label for element in at.get("number_input")]
+    return "\n".join(str(part) for part in parts)
+
+
+def logistic_state() -> dict:
+    return {"network": get_preset("logistic-regression").network, "preset": "logistic-regression"}
+
+
+def test_train_page_loads_with_the_preset_defaults(app_store):
+    at = open_page("pages/train.py")
+    assert at.title[0].value == i18n.translate("en", "train.title")
+    expected = get_preset("nielsen-2-conv-pool").train_settings()
+    assert at.number_input(key="train.epochs").value == expected.epochs
+    assert at.number_input(key="train.batch_size").value == expected.batch_size
+    assert at.number_input(key="train.learning_rate").value == pytest.approx(expected.learning_rate)
+    assert "98.78%" in texts(at)  # the book's figure for this preset
+
+
+def test_runs_page_loads_empty(app_store):
+    at = open_page("pages/runs.py")
+    assert at.info[0].value == i18n.translate("en", "runs.empty")
+
+
+def test_invalid_setting_shows_next_to_its_field(app_store):
+    at = open_page("pages/train.py", **logistic_state())
+    at.number_input(key="train.learning_rate").set_value(0.0).run()
+    assert not at.exception
+    assert any("learning_rate" in error.value for error in at.error)
+    assert at.button(key="train.submit").disabled
+
+
+def test_short_run_trains_to_the_end_then_runs_page_lists_and_deletes_it(app_store, scheduler):
+    at = open_page("pages/train.py", owner="ada", **logistic_state())
+    at.number_input(key="train.epochs").set_value(1)
+    at.number_input(key="train.max_steps").set_value(20)
+    at.number_input(key="train.train_subset").set_value(2000)
+    at.button(key="train.submit").click().run()
+    assert not at.exception, [error.value for error in at.exception]
+    run_id = at.session_state["selected_run"]
+    assert run_id is not None and at.query_params["run"] == str(run_id)
+    assert app_store.get(run_id).owner == "ada"
+
+    # AppTest does not fire the fragment's timer: rerun the page until the run is over.
+    deadline = time.monotonic() + RUN_DEADLINE
+    while app_store.get(run_id, with_metrics=False).status not in FINISHED:
+        assert time.monotonic() < deadline, f"run {run_id} still {app_store.get(run_id).status}"
+        at.run()
+        assert not at.exception, [error.value for error in at.exception]
+        time.sleep(0.5)
+    at.run()
+    run = app_store.get(run_id)
+    assert run.status == "succeeded", run.message
+    assert run.settings["max_steps"] == 20 and len(run.metrics) == 1
+    shown = {metric.label: metric.value for metric in at.metric}
+    assert shown[i18n.translate("en", "common.test_accuracy")] == run_views.percent(run.test_accuracy)
+    assert shown[i18n.translate("en", "common.best_validation_accuracy")] == run_views.percent(run.best_validation_accuracy)
+    assert at.get("plotly_chart"), "the training curves are missing"
+    assert i18n.translate("en", "common.status.succeeded") in at.subheader[0].value
+
+    # Let the scheduler reap the finished worker first: it reads the run's row once more when it does.
+    while scheduler.workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    # The Runs page lists it; ticking its row and confirming the delete removes it from the store.
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception, [error.value for error in at.exception]
+    table = at.dataframe[0]
+    assert list(table.value["id"]) == [run_id]
+    assert table.value["test_accuracy"][0] == pytest.approx(run.test_accuracy * 100)
+    at.session_state[table.key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception, [error.value for error in at.exception]
+    assert at.get("plotly_chart"), "the overlay of the selected run is missing"
+    at.button(key="runs.delete_confirm").click().run()
+    assert not at.exception, [error.value for error in at.exception]
+    with pytest.raises(RunNotFound):
+        app_store.get(run_id)
+    assert at.info[0].value == i18n.translate("en", "runs.empty")
+
+
+def test_diverged_run_shows_what_to_change(app_store):
+    network = get_preset("logistic-regression").network
+    settings = get_preset("logistic-regression").train_settings(learning_rate=100.0).to_dict()
+    run_id = app_store.create(network, settings, owner="ada", status="diverged")
+    message = "The loss became nan at epoch 1, step 3: the run diverged. Lower the learning rate (now 100), e.g. to 10."
+    app_store.update(run_id, message=message, finished_at=time.time())
+    at = open_page("pages/train.py", selected_run=run_id, **logistic_state())
+    assert any(message in error.value for error in at.error)
+    assert any(i18n.translate("en", "train.outcome.diverged") in error.value for error in at.error)
+    at.switch_page("pages/runs.py").run()
+    at.session_state[at.dataframe[0].key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert any(message in error.value for error in at.error)
+    # "Settings → Train" brings the run's settings back, to change the learning rate it names.
+    at.button(key="runs.open_settings").click().run()
+    assert not at.exception, [error.value for error in at.exception]
+    assert at.number_input(key="train.learning_rate").value == 100.0
+
+
+def test_a_run_that_really_diverges_says_to_lower_the_learning_rate(app_store, scheduler):
+    # Nielsen's ReLU network with η = 100 overflows within a few steps (η = 0.03 in the book).
+    state = {"network": get_preset("nielsen-4-relu-l2").network, "preset": "nielsen-4-relu-l2"}
+    at = open_page("pages/train.py", **state)
+    at.number_input(key="train.learning_rate").set_value(100.0)
+    at.number_input(key="train.max_steps").set_value(50)
+    at.number_input(key="train.train_subset").set_value(2000)
+    at.button(key="train.submit").click().run()
+    run_id = at.session_state["selected_run"]
+    deadline = time.monotonic() + RUN_DEADLINE
+    while app_store.get(run_id, with_metrics=False).status not in FINISHED:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    at.run()
+    run = app_store.get(run_id)
+    assert run.status == "diverged", run.message
+    shown = [error.value for error in at.error]
+    assert any(run.message in text and "Lower the learning rate" in text for text in shown), shown
+    assert "train.resume" not in [button.key for button in at.button]  # a diverged run is retrained, not resumed
+
+
+def wait_until_finished(store: RunStore, run_id: int) -> None:
+    deadline = time.monotonic() + RUN_DEADLINE
+    while store.get(run_id, with_metrics=False).status not in FINISHED:
+        assert time.monotonic() < deadline, f"run {run_id} still {store.get(run_id).status}"
+        time.sleep(0.3)
+
+
+def test_resume_an_interrupted_run_from_the_runs_page(app_store, scheduler):
+    # A one-epoch run leaves its resume state; calling it interrupted with a second epoch still to go
+    # is what a server restart after epoch 1 of 2 leaves behind.
+    service = jobs.JobService(app_store)
+    settings = get_preset("logistic-regression").train_settings(epochs=1, train_subset=2000)
+    run_id = service.submit(get_preset("logistic-regression").network, settings, owner="ada")
+    wait_until_finished(app_store, run_id)
+    while scheduler.workers:
+        time.sleep(0.1)
+    app_store.update(run_id, status="interrupted", message="The server restarted.", settings={**settings.to_dict(), "epochs": 2})
+    at = open_page("pages/runs.py", owner="ada")
+    at.session_state[at.dataframe[0].key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert any("The server restarted." in warning.value for warning in at.warning)
+    at.button(key="runs.resume").click().run()  # resumes and shows the run on Train
+    assert not at.exception, [error.value for error in at.exception]
+    assert at.session_state["selected_run"] == run_id and at.title[0].value == i18n.translate("en", "train.title")
+    wait_until_finished(app_store, run_id)
+    at.switch_page("pages/train.py").run()  # AppTest's next run() would go back to the page it last switched to
+    run = app_store.get(run_id)
+    assert run.status == "succeeded" and [row["epoch"] for row in run.metrics] == [1, 2]
+    assert {metric.label: metric.value for metric in at.metric}[i18n.translate("en", "common.epochs")] == "2/2"
+
+
+def test_selected_run_comes_back_from_the_url(app_store):
+    run_id = app_store.create(get_preset("logistic-regression").network, {"dataset": "mnist"}, status="cancelled")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert at.session_state["selected_run"] == run_id
+    assert f"#{run_id}" in at.subheader[0].value
+
+
+def test_korean_labels(app_store):
+    run_id = app_store.create(get_preset("logistic-regression").network, {"dataset": "mnist", "epochs": 3}, status="succeeded")
+    at = open_page("pages/train.py", language="ko", selected_run=run_id, **logistic_state())
+    assert at.title[0].value == i18n.translate("ko", "train.title")
+    assert at.number_input(key="train.learning_rate").label == i18n.translate("ko", "train.field.learning_rate")
+    assert "학습률" in at.number_input(key="train.learning_rate").label
+    assert i18n.translate("ko", "common.status.succeeded") in at.subheader[0].value
+    at.switch_page("pages/runs.py").run()
+    assert at.title[0].value == "실행 기록"
+    assert list(at.dataframe[0].value["status"]) == [i18n.translate("ko", "common.status.succeeded")]

@@ -1,0 +1,156 @@
+"""Tests for core.run_views and the curve figures: the ETA follows from speed and step counts, the
+CSV holds exactly the stored metrics, and table rows and figures show the store's numbers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import pytest
+
+from core import plots, run_views
+from core import spec as specs
+from core.i18n import translate
+from core.presets import get as get_preset
+from core.store import METRIC_NAMES
+
+NETWORK = get_preset("nielsen-2-conv-pool").network
+
+
+def progress(epoch=1, epochs=2, step=50, steps_per_epoch=100, images_per_second=1000.0):
+    return {
+        "epoch": epoch,
+        "epochs": epochs,
+        "step": step,
+        "steps_per_epoch": steps_per_epoch,
+        "global_step": (epoch - 1) * steps_per_epoch + step,
+        "loss": 0.5,
+        "images_per_second": images_per_second,
+    }
+
+
+def metrics_row(epoch, seconds=3.0, images_per_second=1000.0, accuracy=0.9):
+    return {
+        "epoch": epoch,
+        "train_loss": 0.4 / epoch,
+        "train_accuracy": accuracy - 0.01,
+        "validation_loss": 0.35 / epoch,
+        "validation_accuracy": accuracy,
+        "test_accuracy": accuracy - 0.002,
+        "learning_rate": 0.1,
+        "seconds": seconds,
+        "images_per_second": images_per_second,
+    }
+
+
+def test_eta_before_any_epoch_is_the_remaining_images_at_the_current_speed():
+    # 150 steps of 10 images left at 1,000 images/s; no finished epoch tells us the evaluation time yet.
+    assert run_views.eta_seconds(progress(), {"batch_size": 10}, []) == pytest.approx(1.5)
+
+
+def test_eta_adds_one_evaluation_per_remaining_epoch_end():
+    # Epoch 1 took 3 s, of which 100 steps × 10 images at 1,000 images/s were training: 2 s were evaluation.
+    history = [metrics_row(1, seconds=3.0)]
+    eta = run_views.eta_seconds(progress(epoch=2, step=50), {"batch_size": 10}, history)
+    assert eta == pytest.approx(50 * 10 / 1000 + 2.0)
+
+
+def test_eta_stops_at_max_steps():
+    # max_steps 60 ends the run inside epoch 1: 10 steps and one evaluation are left, not 150 steps and two.
+    history = []
+    assert run_views.eta_seconds(progress(step=50), {"batch_size": 10, "max_steps": 60}, history) == pytest.approx(0.1)
+    assert run_views.total_steps(progress(), {"max_steps": 60}) == 60
+
+
+def test_eta_is_unknown_without_a_speed():
+    assert run_views.eta_seconds(progress(images_per_second=0.0), {"batch_size": 10}, []) is None
+
+
+def test_progress_view_of_a_running_run(store):
+    run_id = store.create(NETWORK, {"batch_size": 10, "epochs": 2}, status="running")
+    store.update(run_id, progress=progress(epoch=2, step=25))
+    view = run_views.progress_view(store.get(run_id))
+    assert (view.epoch, view.epochs, view.step, view.steps_per_epoch) == (2, 2, 25, 100)
+    assert view.fraction == pytest.approx(125 / 200)
+    assert view.eta_seconds == pytest.approx(75 * 10 / 1000)
+    assert run_views.progress_view(store.get(store.create(NETWORK, {}, status="queued"))) is None
+
+
+@pytest.mark.parametrize(
+    "seconds, text", [(0, "0:00"), (42.4, "0:42"), (725, "12:05"), (3723, "1:02:03"), (None, "–"), (float("inf"), "–")]
+)
+def test_format_duration(seconds, text):
+    assert run_views.format_duration(seconds) == text
+
+
+def test_percent():
+    assert run_views.percent(0.98784) == "98.78%"
+    assert run_views.percent(None) == "–"
+
+
+def test_metrics_csv_rows_equal_the_stored_metrics(store):
+    run_id = store.create(NETWORK, {}, status="running")
+    for epoch in (1, 2, 3):
+        store.record_epoch(run_id, metrics_row(epoch, accuracy=0.9 + epoch / 100))
+    stored = store.metrics(run_id)
+    rows = list(csv.DictReader(io.StringIO(run_views.metrics_csv(stored))))
+    assert list(rows[0]) == ["epoch", *METRIC_NAMES]
+    assert len(rows) == len(stored) == 3
+    for row, expected in zip(rows, stored):
+        assert int(row["epoch"]) == expected["epoch"]
+        for name in METRIC_NAMES:  # repr-exact floats survive the round trip; a missing value is an empty cell
+            assert (float(row[name]) if row[name] else None) == expected[name], name
+
+
+def test_network_json_round_trips(store):
+    run = store.get(store.create(NETWORK, {}, status="succeeded"))
+    assert json.loads(run_views.network_json(run)) == run.spec
+    assert run_views.download_name(run, "network", "json") == f"run-{run.id}-network.json"
+
+
+def test_table_rows_show_the_stored_numbers(store):
+    first = store.create(NETWORK, {"dataset": "mnist", "epochs": 3}, owner="ada", status="succeeded", parameters=1234)
+    store.record_epoch(first, metrics_row(1), epochs_done=1, best_epoch=1, best_validation_accuracy=0.9, test_accuracy=0.898, seconds=3.0)
+    second = store.create(get_preset("logistic-regression").network, {"dataset": "fashion-mnist"}, owner="bo", status="queued")
+    runs = store.list()
+    rows = run_views.table_rows(runs, "ko")
+    assert [row["id"] for row in rows] == [second, first]  # newest first, as the store lists them
+    finished = rows[1]
+    assert finished["best_validation_accuracy"] == pytest.approx(90.0)
+    assert finished["test_accuracy"] == pytest.approx(89.8)
+    assert finished["epochs"] == "1/3" and finished["time"] == "0:03" and finished["parameters"] == 1234
+    assert finished["status"] == translate("ko", "common.status.succeeded")
+    assert finished["network"] == specs.summarize_network(NETWORK)
+    assert math.isnan(rows[0]["test_accuracy"]) and rows[0]["dataset"] == translate("ko", "train.choice.fashion-mnist")
+    assert [run.id for run in run_views.owned_by(runs, "ada")] == [first]
+
+
+def test_only_runs_with_a_finished_epoch_can_resume(store):
+    run_id = store.create(NETWORK, {}, status="interrupted")
+    assert not run_views.resumable(store.get(run_id))
+    store.update(run_id, epochs_done=2)
+    assert run_views.resumable(store.get(run_id))
+    store.update(run_id, status="diverged")
+    assert not run_views.resumable(store.get(run_id))
+
+
+def test_training_curves_plot_the_metrics():
+    history = [metrics_row(1, accuracy=0.9), metrics_row(2, accuracy=0.95)]
+    figure = plots.training_curves(history, "en")
+    by_name = {(trace.name, trace.xaxis): trace for trace in figure.data}
+    assert list(by_name[("Training", "x")].y) == [row["train_loss"] for row in history]
+    assert list(by_name[("Validation", "x")].y) == [row["validation_loss"] for row in history]
+    assert list(by_name[("Validation", "x2")].y) == pytest.approx([row["validation_accuracy"] * 100 for row in history])
+    assert list(by_name[("Training", "x2")].x) == [1, 2]
+    assert plots.training_curves([], "ko").layout.annotations[-1].text == translate("ko", "train.plot.waiting")
+
+
+def test_overlay_curves_give_each_run_one_colour():
+    figure = plots.overlay_curves([("#1", [metrics_row(1)]), ("#2", [metrics_row(1), metrics_row(2)])], "en")
+    assert len(figure.data) == 4
+    colours = {trace.name: set() for trace in figure.data}
+    for trace in figure.data:
+        colours[trace.name].add(trace.line.color)
+    assert all(len(colour) == 1 for colour in colours.values()) and colours["#1"] != colours["#2"]

@@ -1,0 +1,139 @@
+"""Tests for core.train_form: the form covers every setting within the bounds training accepts,
+presets fill it unchanged, dropout edits touch only dropout layers, the augmentation preview
+shows what `core.augment` does, and every catalog key the Train and Runs pages build exists."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+
+from core import augment, i18n, run_views, train_form
+from core.presets import all_presets
+from core.presets import get as get_preset
+from core.settings import TrainSettings
+from core.store import STATUSES
+
+FORM_ONLY_ELSEWHERE = {"loss"}  # one choice only, so the form does not show it
+
+
+def test_the_form_shows_every_setting():
+    names = {spec_field.name for spec_field in dataclasses.fields(TrainSettings)}
+    assert set(train_form.FIELDS) == names - FORM_ONLY_ELSEWHERE
+
+
+@pytest.mark.parametrize("preset", list(all_presets()))
+def test_presets_fill_the_form_unchanged(preset):
+    values = train_form.default_settings(preset)
+    assert values == get_preset(preset).train_settings().to_dict()
+    for name, form_field in train_form.FIELDS.items():
+        assert form_field.coerce(values[name]) == values[name], name
+
+
+def test_form_bounds_lie_within_what_training_accepts():
+    # Every maximum the form allows is a valid setting (minimums like a learning rate of 0 are
+    # allowed by the widget on purpose: the page then shows the settings error next to the field).
+    for name, form_field in train_form.FIELDS.items():
+        if form_field.kind in ("int", "float") and name != "elastic_sigma":
+            TrainSettings().with_values(**{name: form_field.maximum})
+
+
+def test_unknown_preset_falls_back_to_the_defaults():
+    assert train_form.default_settings("no-such-preset") == TrainSettings().to_dict()
+    assert train_form.default_settings(None) == TrainSettings().to_dict()
+    assert train_form.book_figure("nielsen-2-conv-pool") == (98.78, 60)
+    assert train_form.book_figure("logistic-regression") is None
+
+
+def test_check_network_reports_parameters_or_the_reason():
+    assert train_form.check_network(get_preset("nielsen-2-conv-pool").network, "mnist") == (289_630, "")
+    parameters, problem = train_form.check_network({"layers": [{"kind": "conv", "kernel_size": 29}, {"kind": "output"}]}, "mnist")
+    assert parameters == 0 and "29" in problem
+
+
+def test_parse_names_the_field_to_change():
+    settings, error = train_form.parse({**TrainSettings().to_dict(), "learning_rate": 0.0})
+    assert settings is None and error.field_name == "learning_rate"
+    settings, error = train_form.parse(TrainSettings().to_dict())
+    assert error is None and settings == TrainSettings()
+
+
+def test_coerce_clamps_and_converts():
+    assert train_form.FIELDS["momentum"].coerce(1.5) == 0.999
+    assert train_form.FIELDS["epochs"].coerce(3.0) == 3 and isinstance(train_form.FIELDS["epochs"].coerce(3.0), int)
+    assert train_form.FIELDS["optimizer"].coerce("nonsense") == "sgd"
+
+
+def test_fields_apply_to_their_optimizer_and_schedule():
+    applies = lambda name, **values: train_form.FIELDS[name].applies(values)  # noqa: E731
+    assert applies("momentum", optimizer="nesterov") and not applies("momentum", optimizer="adam")
+    assert applies("beta2", optimizer="adamw") and not applies("beta2", optimizer="sgd")
+    assert applies("gamma", schedule="exponential") and not applies("gamma", schedule="cosine")
+    assert applies("elastic_sigma", elastic_alpha=34.0) and not applies("elastic_sigma", elastic_alpha=0.0)
+
+
+def test_dropout_edits_change_only_dropout_layers():
+    network = get_preset("nielsen-7-dropout").network
+    layers = train_form.dropout_layers(network)
+    assert [index for index, _ in layers] == [4, 6, 8] and all(p == 0.5 for _, p in layers)
+    changed = train_form.with_dropout(network, {6: 0.2})
+    assert train_form.dropout_layers(changed) == [(4, 0.5), (6, 0.2), (8, 0.5)]
+    assert [layer for i, layer in enumerate(changed["layers"]) if i != 6] == [l for i, l in enumerate(network["layers"]) if i != 6]
+    assert network["layers"][6]["p"] == 0.5  # the original is left alone
+    with pytest.raises(ValueError):
+        train_form.with_dropout(network, {0: 0.3})
+
+
+def test_preview_first_column_is_the_original_and_no_augmentation_changes_nothing(mnist):
+    values = TrainSettings().to_dict()
+    mosaic = train_form.augmentation_preview("mnist", values, rows=2, copies=3, zoom=1)
+    assert mosaic.shape == (2 * 30, 3 * 30) and mosaic.dtype == np.uint8
+    original = mnist.validation_images[:2].numpy()
+    for row in range(2):
+        for column in range(3):
+            tile = mosaic[row * 30 + 1 : row * 30 + 29, column * 30 + 1 : column * 30 + 29]
+            assert np.array_equal(tile, original[row])
+
+
+def test_preview_shows_what_augment_preview_returns(mnist):
+    values = {**TrainSettings().to_dict(), "shift_pixels": 2, "rotation_degrees": 15.0}
+    mosaic = train_form.augmentation_preview("mnist", values, rows=1, copies=4, seed=3, zoom=2)
+    expected = augment.preview(mnist.validation_images[:1].float() / 255, train_form.augmentation_of(values), copies=4, seed=3)
+    tile = mosaic[2:58:2, 3 * 60 + 2 : 3 * 60 + 58 : 2]  # the last copy, one pixel of each 2×2 block
+    assert np.array_equal(tile, (expected[0, 3] * 255).round().byte().numpy())
+    assert not np.array_equal(tile, mnist.validation_images[0].numpy())
+
+
+def test_preview_rejects_impossible_augmentation():
+    with pytest.raises(ValueError):
+        train_form.augmentation_preview("mnist", {**TrainSettings().to_dict(), "skew": 2.0})
+
+
+# ----------------------------------------------------------------------------- catalog keys the pages build
+
+
+def test_keys_the_train_and_runs_pages_build_exist():
+    expected = {f"train.section.{section}" for section in train_form.SECTIONS}
+    for name, form_field in train_form.FIELDS.items():
+        expected |= {f"train.field.{name}", f"train.hint.{name}"}
+        expected |= {f"train.choice.{choice}" for choice in form_field.choices}
+    expected |= {f"common.status.{status}" for status in STATUSES}
+    expected |= {f"train.outcome.{status}" for status in ("failed", "diverged", "interrupted", "cancelled")}
+    expected |= {f"runs.scope.{scope}" for scope in ("mine", "everyone")}
+    expected |= {f"runs.column.{column}" for column in run_views.TABLE_COLUMNS}
+    for language in i18n.LANGUAGES:
+        assert not sorted(expected - set(i18n.catalog(language))), language
+
+
+def test_train_and_runs_texts_are_translated():
+    # A Korean entry without one Hangul letter is an English text left behind; names stay as they are.
+    hangul = re.compile("[가-힣]")
+    same_in_both = ("train.field.beta", "runs.column.id", "train.choice.", "train.run_title", "train.network")
+    untranslated = [
+        key
+        for key, text in i18n.catalog("ko").items()
+        if key.startswith(("train.", "runs.", "common.")) and not key.startswith(same_in_both) and not hangul.search(text)
+    ]
+    assert not untranslated
