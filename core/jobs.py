@@ -27,7 +27,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Iterator, Protocol
+from typing import IO, Any, Callable, Iterator, Protocol
 
 import torch
 
@@ -338,6 +338,34 @@ def _worker_main(directory: str, run_id: int, resume: bool, threads: int, gpu: i
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run {run_id} ended {status}", flush=True)
 
 
+def _standby_main(connection) -> None:
+    """A worker started ahead of need: it imports torch and loads MNIST, then waits for one run.
+
+    Starting a Python process and importing torch takes seconds; a standby pays that while
+    nobody waits, so a submitted run starts training at once. It still trains exactly one
+    run in its own process, like any worker, and exits when its scheduler goes away.
+    """
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+    from core import data
+
+    try:
+        data.load("mnist")
+    except Exception:  # No data yet: the run will load (and report) it itself.
+        pass
+    try:
+        job = connection.recv()
+    except EOFError:
+        return
+    if job is not None:
+        _worker_main(*job)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
+
+
 def _redirect_output(path: Path) -> None:
     """Send this process's stdout and stderr (tracebacks included) to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -382,18 +410,42 @@ class Scheduler:
         self.slots: dict[int, int] = {}  # run id -> slot number in range(limit); the GPU index on CUDA
         self.cancel_seen: dict[int, float] = {}  # run id -> when this scheduler first saw its cancel request
         self.stopping = False
+        self.standby: tuple[multiprocessing.Process, Any] | None = None  # a warm worker and the pipe that hands it a run
 
     def _launch(self, run: Run, slot: int) -> Worker:
         """Start one worker process for `run`. A cluster backend overrides this method (docs/jobs.md)."""
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         threads = max(1, cpu_count() // self.limit)  # Share the cores instead of oversubscribing them.
-        process = self.context.Process(
-            target=_worker_main,
-            args=(str(self.store.directory), run.id, run.resume_requested, threads, slot % gpus if gpus else None),
-            name=f"layerlab-run-{run.id}",
-        )
+        job = (str(self.store.directory), run.id, run.resume_requested, threads, slot % gpus if gpus else None)
+        if self.standby is not None and self.standby[0].is_alive():
+            process, connection = self.standby
+            self.standby = None
+            connection.send(job)
+            connection.close()
+            return process
+        process = self.context.Process(target=_worker_main, args=job, name=f"layerlab-run-{run.id}")
         process.start()
         return process
+
+    def _keep_standby(self) -> None:
+        """Keep one warm worker waiting (see `_standby_main`), so the next run starts without the import delay."""
+        if self.standby is not None and self.standby[0].is_alive():
+            return
+        receiver, sender = self.context.Pipe(duplex=False)
+        process = self.context.Process(target=_standby_main, args=(receiver,), name="layerlab-standby", daemon=True)
+        process.start()
+        receiver.close()
+        self.standby = (process, sender)
+
+    def _stop_standby(self) -> None:
+        if self.standby is not None:
+            process, connection = self.standby
+            self.standby = None
+            connection.close()  # The standby's recv() ends with EOFError and it exits.
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
 
     def step(self) -> bool:
         """One round of reaping, enforcing cancels, reconciling and launching; True when anything is queued or running."""
@@ -402,6 +454,7 @@ class Scheduler:
         reconcile(self.store, frozenset(worker.pid for worker in self.workers.values() if worker.pid))
         if not self.stopping:
             self._start_queued()
+            self._keep_standby()
         return bool(self.workers) or bool(self.store.list(status="queued", limit=1))
 
     def _start_queued(self) -> None:
@@ -475,6 +528,7 @@ class Scheduler:
     def shutdown(self, timeout: float = 20.0) -> None:
         """Stop every worker; their runs end `interrupted` (or `cancelled`) and can be resumed."""
         self.stopping = True
+        self._stop_standby()
         for worker in self.workers.values():
             if worker.is_alive():
                 worker.terminate()  # SIGTERM: the worker records its final status itself.

@@ -146,7 +146,7 @@ def training_curves(metrics: list[dict], language: str = "en") -> go.Figure:
     train_accuracy, validation_accuracy in [0, 1], ...).
     """
     panels = (translate(language, "train.plot.loss"), translate(language, "train.plot.accuracy"))
-    figure = make_subplots(rows=1, cols=2, subplot_titles=panels, horizontal_spacing=0.1)
+    figure = make_subplots(rows=1, cols=2, subplot_titles=panels, horizontal_spacing=0.16)  # room for the right panel's axis title
     train_label, validation_label = translate(language, "train.plot.train"), translate(language, "train.plot.validation")
     for column, (quantity, scale) in enumerate((("loss", 1.0), ("accuracy", 100.0)), start=1):
         legend = column == 1
@@ -166,7 +166,7 @@ def overlay_curves(series: list[tuple[str, list[dict]]], language: str = "en") -
     `series` holds (legend label, per-epoch metrics) pairs, e.g. [("#3 conv", metrics), ...].
     """
     panels = (translate(language, "runs.plot.validation_loss"), translate(language, "runs.plot.validation_accuracy"))
-    figure = make_subplots(rows=1, cols=2, subplot_titles=panels, horizontal_spacing=0.1)
+    figure = make_subplots(rows=1, cols=2, subplot_titles=panels, horizontal_spacing=0.16)  # room for the right panel's axis title
     for index, (label, metrics) in enumerate(series):
         color = RUN_COLORS[index % len(RUN_COLORS)]
         figure.add_trace(_trace(metrics, "validation_loss", label, color, "solid", label, True), 1, 1)

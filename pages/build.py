@@ -204,8 +204,8 @@ def summary_panel(work: dict, checked: builder.Checked) -> None:
     table = shape_table(work, checked)
     # Tall enough for every row (35 px each), so the table never scrolls inside the page.
     st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3, column_config={
-        number: st.column_config.TextColumn(width=28), layer_column: st.column_config.TextColumn(width="medium"),
-        shape_column: st.column_config.TextColumn(width="small"), parameters_column: st.column_config.TextColumn(width="small"),
+        number: st.column_config.TextColumn(width=28), layer_column: st.column_config.TextColumn(),
+        shape_column: st.column_config.TextColumn(width=100), parameters_column: st.column_config.TextColumn(),
     })
     names = [t(f"build.kind_short.{layer['kind']}") for layer in work["layers"][: len(rows)]]
     failed = error is not None and error.layer_index is not None

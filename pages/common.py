@@ -110,6 +110,12 @@ def select_run(run_id: int | None) -> None:
 def _choose_language() -> None:
     st.session_state.language = st.session_state.language_choice
     st.query_params["lang"] = st.session_state.language
+    # A keyed selectbox or radio keeps showing the label it last showed (e.g. "MNIST digits" on the
+    # Korean page) until Python sets its value again: set every text value to itself, so each such
+    # widget is sent its value, and so its label in the new language, on the rerun this change starts.
+    for key in list(st.session_state):
+        if key not in ("language", "language_choice") and isinstance(st.session_state[key], str):
+            st.session_state[key] = st.session_state[key]
 
 
 def sidebar() -> None:

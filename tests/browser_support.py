@@ -1,0 +1,128 @@
+"""Helpers for the browser test: a real Streamlit server on a free port, process clean-up, and waits with deadlines.
+
+Streamlit reruns replace DOM elements, so every wait re-queries the page instead of holding
+element handles; every wait has an explicit deadline and says what it waited for when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+SERVER_START_SECONDS = 60.0
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(runs: Path, port: int, log_path: Path) -> subprocess.Popen:
+    """`streamlit run app.py` serving `runs`, once /_stcore/health answers; raises with the server's log otherwise."""
+    env = {**os.environ, "LAYERLAB_RUNS": str(runs), "LAYERLAB_MAX_JOBS": "1"}
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+        "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    log = open(log_path, "wb")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return process
+        except OSError:
+            time.sleep(0.2)
+    stop_process(process)
+    log_tail = log_path.read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"The Streamlit server did not become healthy within {SERVER_START_SECONDS:.0f} s:\n{log_tail}")
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+
+def processes_using(runs: Path) -> list[int]:
+    """Ids of this user's processes started with LAYERLAB_RUNS=`runs` (the scheduler, its workers and helpers)."""
+    marker = f"LAYERLAB_RUNS={runs}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # gone, or another user's
+            continue
+        if state != "Z" and marker in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def stop_runs_processes(runs: Path, scheduler_pid: int | None, timeout: float = 20.0) -> list[int]:
+    """Stop the detached scheduler (SIGTERM lets it stop its workers), then anything else still using `runs`.
+
+    Returns the ids still alive after SIGKILL (none, unless something is badly stuck).
+    """
+    if scheduler_pid:
+        kill_all([scheduler_pid], signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while processes_using(runs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    leftover = processes_using(runs)
+    if leftover:
+        kill_all(leftover, signal.SIGTERM)
+        time.sleep(2)
+        kill_all(processes_using(runs), signal.SIGKILL)
+        time.sleep(1)
+    return processes_using(runs)
+
+
+def wait_for(what: str, check: Callable[[], T], timeout: float, interval: float = 0.2) -> T:
+    """Call `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as error:  # noqa: BLE001 — an element re-rendered mid-read; try again
+            last_error = error
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last_error})" if last_error else ""
+            raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}{detail}")
+        time.sleep(interval)
