@@ -13,16 +13,18 @@ import urllib.request
 from pathlib import Path
 
 from core import presets, runner
+from core.i18n import translate
 from core.jobs import JobService
 from core.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-# What shows that each page has drawn its main content.
+# Each page: its URL path, its title's catalog key, what shows its main content has drawn,
+# and the page a person comes from when they click its link in the sidebar.
 PAGES = {
-    "Build": ("", "[data-testid=stPlotlyChart]"),
-    "Train": ("train", "[data-testid=stMetricValue]"),
-    "Runs": ("runs", "[data-testid=stDataFrame]"),
+    "Build": ("", "build.title", "[data-testid=stMain] .js-plotly-plot .main-svg", "Runs"),
+    "Train": ("train", "train.title", "[data-testid=stMain] .js-plotly-plot .main-svg", "Runs"),
+    "Runs": ("runs", "runs.title", "[data-testid=stMain] [data-testid=stDataFrame]", "Build"),
 }
 
 
@@ -62,12 +64,36 @@ def finished_run(store: RunStore) -> int:
     return run_id
 
 
-def load_seconds(browser, url: str, selector: str) -> float:
+def _wait_for_page(page, name: str) -> None:
+    _, title_key, selector, _ = PAGES[name]
+    page.locator("h1", has_text=translate("en", title_key)).first.wait_for(state="visible", timeout=60_000)
+    page.locator(selector).first.wait_for(state="visible", timeout=60_000)
+
+
+def cold_load_seconds(browser, base: str, name: str, run_id: int) -> float:
+    """A fresh browser (empty cache) opens the page's address: JavaScript download and parse included."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     started = time.perf_counter()
-    page.goto(url)
-    page.wait_for_selector(selector, state="visible", timeout=60_000)
+    page.goto(f"{base}/{PAGES[name][0]}?run={run_id}")
+    _wait_for_page(page, name)
+    seconds = time.perf_counter() - started
+    context.close()
+    return seconds
+
+
+def navigation_seconds(browser, base: str, name: str, run_id: int) -> float:
+    """The app is open on another page; the person clicks this page's link in the sidebar for the first time."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    origin = PAGES[name][3]
+    page.goto(f"{base}/{PAGES[origin][0]}?run={run_id}")
+    _wait_for_page(page, origin)
+    page.locator("[data-testid=stSidebar] .js-plotly-plot").wait_for(state="attached", timeout=60_000)  # the app has loaded
+    link = page.locator("[data-testid=stSidebarNav] a", has_text=translate("en", f"nav.{name.lower()}"))
+    started = time.perf_counter()
+    link.click()
+    _wait_for_page(page, name)
     seconds = time.perf_counter() - started
     context.close()
     return seconds
@@ -85,12 +111,18 @@ def bench_pages(repeats: int) -> dict:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
                 base = f"http://127.0.0.1:{port}"
-                load_seconds(browser, f"{base}/?run={run_id}", PAGES["Build"][1])  # Warm-up: the server's first imports.
+                cold_load_seconds(browser, base, "Build", run_id)  # Warm-up: the server's first imports.
                 results = {}
-                for name, (path, selector) in PAGES.items():
-                    loads = [load_seconds(browser, f"{base}/{path}?run={run_id}", selector) for _ in range(repeats)]
-                    results[name] = {"median": statistics.median(loads), "all": loads}
-                    print(f"pages: {name} {statistics.median(loads):.2f} s ({', '.join(f'{value:.2f}' for value in loads)})", flush=True)
+                for name in PAGES:
+                    clicks = [navigation_seconds(browser, base, name, run_id) for _ in range(repeats)]
+                    loads = [cold_load_seconds(browser, base, name, run_id) for _ in range(repeats)]
+                    results[name] = {
+                        "navigation_median": statistics.median(clicks),
+                        "navigation_all": clicks,
+                        "cold_median": statistics.median(loads),
+                        "cold_all": loads,
+                    }
+                    print(f"pages: {name} click {statistics.median(clicks):.2f} s, cold {statistics.median(loads):.2f} s", flush=True)
                 browser.close()
         finally:
             server.terminate()

@@ -218,7 +218,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="engine,fast,nielsen,service,pages")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--nielsen-epochs", type=int, default=1)
+    parser.add_argument("--nielsen-epochs", type=int, default=3)
     arguments = parser.parse_args()
     parts = set(arguments.only.split(","))
     splits = data.load("mnist")

@@ -172,3 +172,13 @@ def overlay_curves(series: list[tuple[str, list[dict]]], language: str = "en") -
         figure.add_trace(_trace(metrics, "validation_loss", label, color, "solid", label, True), 1, 1)
         figure.add_trace(_trace(metrics, "validation_accuracy", label, color, "solid", label, False, 100.0), 1, 2)
     return _curve_layout(figure, language, max((len(metrics) for _, metrics in series), default=0))
+
+
+def blank() -> go.Figure:
+    """An empty, transparent figure a few pixels high (see pages/common.py, which uses it to load Plotly early)."""
+    figure = go.Figure()
+    figure.update_layout(
+        height=10, margin=dict(l=0, r=0, t=0, b=0), paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+        xaxis=dict(visible=False), yaxis=dict(visible=False), showlegend=False,
+    )
+    return figure

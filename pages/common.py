@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import builder_state, presets
+from core import builder_state, plots, presets
 from core import device as devices
 from core import i18n
 from core.jobs import JobService
@@ -134,3 +134,6 @@ def sidebar() -> None:
         run_id = st.session_state.selected_run
         st.caption(f"{t('sidebar.selected_run')}: #{run_id}" if run_id else t("sidebar.no_run"))
         st.caption(t("sidebar.device", device=device_label()))
+        # An invisible chart: the browser loads Plotly's JavaScript (~3.5 MB, about 2 s to parse on a
+        # slow classroom machine) while the first page is read, so the charts on the next page draw at once.
+        st.plotly_chart(plots.blank(), config={"staticPlot": True, "displayModeBar": False}, key="plotly_preload")

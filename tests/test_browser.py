@@ -124,7 +124,7 @@ def go_to(page, title: str, heading: str) -> None:
 
 def curve_points(page) -> int:
     """Points in the training curves' first trace (epochs so far); 0 while there is no curve."""
-    chart = page.locator("[data-testid=stPlotlyChart] .js-plotly-plot")
+    chart = page.locator("[data-testid=stMain] [data-testid=stPlotlyChart] .js-plotly-plot")
     if chart.count() == 0:
         return 0
     return chart.first.evaluate("element => (element.data && element.data[0] && element.data[0].x) ? element.data[0].x.length : 0")
@@ -194,7 +194,7 @@ def journey(page, url: str, store: RunStore) -> None:
     wait_for(f"the {PRESET} preset's {expected:,} parameters", lambda: metric_value(page, total) == f"{expected:,}", 30)
     wait_idle(page)
     assert en(f"build.preset.{PRESET}.description")[:40] in main_text(page)
-    wait_for("the network diagram", lambda: page.locator("[data-testid=stPlotlyChart] .js-plotly-plot").count() > 0, 20)
+    wait_for("the network diagram", lambda: page.locator("[data-testid=stMain] [data-testid=stPlotlyChart] .js-plotly-plot").count() > 0, 20)
     wait_for("the shape table", lambda: page.locator("[data-testid=stDataFrame]").count() > 0, 20)
     cells = wait_for("the shape table's rows", lambda: table_cells(page), 20)
     layers = len(get_preset(PRESET).network["layers"])
@@ -277,7 +277,7 @@ def journey(page, url: str, store: RunStore) -> None:
     wait_for("the runs table", lambda: grid.count() > 0 and grid.first.bounding_box(), 20)
     box = grid.first.bounding_box()
     page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)  # the first row's selection box (rows are 35 px high)
-    wait_for("the overlaid curves", lambda: page.locator("[data-testid=stPlotlyChart]").count() > 0, 20)
+    wait_for("the overlaid curves", lambda: page.locator("[data-testid=stMain] [data-testid=stPlotlyChart]").count() > 0, 20)
     wait_idle(page)
     cells = table_cells(page)
     # The grid's accessible cells hold the numbers without the column's % format.
