@@ -352,12 +352,23 @@ def _standby_main(connection) -> None:
         data.load("mnist")
     except Exception:  # No data yet: the run will load (and report) it itself.
         pass
+    _warm_up()
     try:
         job = connection.recv()
     except EOFError:
         return
     if job is not None:
         _worker_main(*job)
+
+
+def _warm_up() -> None:
+    """Pay torch's first-use costs (spec checks on the meta device, autograd, oneDNN kernels) before a run arrives."""
+    from core import spec as specs
+
+    network = {"layers": [{"kind": "conv", "filters": 8, "kernel_size": 5}, {"kind": "maxpool"}, {"kind": "dense", "units": 16}, {"kind": "output"}]}
+    model = specs.build(network).to(memory_format=torch.channels_last)
+    images = torch.rand(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    torch.nn.functional.cross_entropy(model(images), torch.zeros(16, dtype=torch.long)).backward()
 
 
 def _exit_with_parent(parent: int) -> None:
