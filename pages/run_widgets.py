@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core import run_views
-from pages.common import t
+from pages.common import service, t
 
 
 def outcome(run) -> None:
@@ -23,3 +23,14 @@ def figures(run, per_row: int = 4) -> None:
     test.metric(t("common.test_accuracy"), run_views.percent(run.test_accuracy), help=t("train.test_help", epoch=run.best_epoch))
     epochs.metric(t("common.epochs"), f"{run.epochs_done}/{run.settings.get('epochs', run.epochs_done)}")
     seconds.metric(t("common.time"), run_views.format_duration(run_views.run_seconds(run)))
+
+
+def resume(run) -> bool:
+    """Queue `run` to go on after its last finished epoch; False, with the reason shown, when it cannot."""
+    try:
+        service().resume(run.id)
+    except ValueError as error:  # e.g. its saved state is gone; the sentence says what to do instead
+        st.error(str(error))
+        return False
+    service().ensure_scheduler()
+    return True

@@ -54,12 +54,8 @@ def details(run) -> None:
     if actions[2].button(t("runs.watch"), key="runs.watch", icon="📈", width="stretch"):
         watch(run)
     if run_views.resumable(run) and actions[3].button(t("common.resume"), key="runs.resume", icon="▶️", width="stretch"):
-        try:
-            service().resume(run.id)
-        except ValueError as error:  # e.g. its saved state is gone; the sentence says what to do instead
-            st.error(str(error))
+        if not run_widgets.resume(run):
             return
-        service().ensure_scheduler()
         watch(run)
     if run.status in ("queued", "running") and actions[3].button(t("train.cancel"), key="runs.cancel", icon="⏹️", width="stretch"):
         service().cancel(run.id)

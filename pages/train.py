@@ -122,13 +122,7 @@ def live_view(run_id: int, polling: bool) -> None:
 
 
 def resume_button(run) -> None:
-    if run_views.resumable(run) and st.button(t("common.resume"), key="train.resume", icon="▶️"):
-        try:
-            service().resume(run.id)
-        except ValueError as error:  # e.g. its saved state is gone; the sentence says what to do instead
-            st.error(str(error))
-            return
-        service().ensure_scheduler()
+    if run_views.resumable(run) and st.button(t("common.resume"), key="train.resume", icon="▶️") and run_widgets.resume(run):
         st.rerun()
 
 

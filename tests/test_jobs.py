@@ -44,7 +44,7 @@ def quick_settings(**values) -> TrainSettings:
 
 
 def slow_settings(**values) -> TrainSettings:
-    """About 2 s per epoch on one core (2,000 steps of 2 images), so a test can act mid-epoch.
+    """About 2 s per epoch on one core (5,000 steps of 2 images), so a test can act mid-epoch.
 
     Momentum and a step schedule (halve the rate every epoch) give resume real optimiser and
     schedule state to carry over.
@@ -53,7 +53,7 @@ def slow_settings(**values) -> TrainSettings:
         **{
             "epochs": 3,
             "batch_size": 2,
-            "train_subset": 4000,
+            "train_subset": 10000,
             "optimizer": "momentum",
             "learning_rate": 0.01,
             "schedule": "step",
@@ -140,7 +140,8 @@ def same_metrics(stored: dict, reference: dict) -> bool:
 
 @pytest.fixture
 def one_thread():
-    """Workers train on cpu_count // limit threads (one here); references must too, to match them."""
+    """Workers train on cpu_count // limit threads; a test that compares a worker's numbers with a
+    reference gives it two slots on two cores (one thread), and the reference one thread too."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -432,7 +433,7 @@ def test_twenty_readers_and_a_second_process_see_live_progress_while_two_jobs_wr
 def test_a_worker_killed_mid_epoch_keeps_its_epochs_and_resumes_with_the_same_state(store, scheduler_thread, mnist, one_thread, tmp_path):
     service = jobs.JobService(store)
     settings = slow_settings(epochs=2)
-    scheduler_thread(limit=1)
+    scheduler_thread(limit=2)  # Two slots on two cores: the worker trains on one thread, like the reference below.
     run_id = service.submit(LOGISTIC, settings)
     running = wait_mid_epoch(store, run_id, 2)
     best_before = store.best_checkpoint_path(run_id).read_bytes()
