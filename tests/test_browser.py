@@ -196,8 +196,9 @@ def journey(page, url: str, store: RunStore) -> None:
     assert en(f"build.preset.{PRESET}.description")[:40] in main_text(page)
     wait_for("the network diagram", lambda: page.locator("[data-testid=stMain] [data-testid=stPlotlyChart] .js-plotly-plot").count() > 0, 20)
     wait_for("the shape table", lambda: page.locator("[data-testid=stDataFrame]").count() > 0, 20)
-    cells = wait_for("the shape table's rows", lambda: table_cells(page), 20)
     layers = len(get_preset(PRESET).network["layers"])
+    # The grid redraws after the metric: wait until it holds the new preset's rows.
+    cells = wait_for("the shape table's rows", lambda: (found := table_cells(page)) and len(found) == 4 * (layers + 2) and found, 20)
     assert len(cells) == 4 * (layers + 2), cells  # the input, one row per layer and the total
     assert cells[-4:] == ["", en("build.total_row"), "", f"{expected:,}"], cells[-4:]
     screenshot(page, "build.png", height=1160)  # tall enough for the table and the diagram below it
