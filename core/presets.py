@@ -14,6 +14,8 @@ from pathlib import Path
 from core.settings import TrainSettings
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
+# The network a new session starts with and the Train page falls back on: Nielsen ch. 6's first conv net.
+DEFAULT_PRESET = "nielsen-2-conv-pool"
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ import torch
 
 from core import augment, data
 from core import spec as specs
+from core.presets import DEFAULT_PRESET
 from core.presets import get as get_preset
 from core.settings import DEVICES, OPTIMIZERS, SCHEDULES, SettingsError, TrainSettings
 
-DEFAULT_PRESET = "nielsen-2-conv-pool"  # the network the Train page trains when Build has none yet
 AUGMENTATION_FIELDS = ("shift_pixels", "rotation_degrees", "scale", "skew", "elastic_alpha", "elastic_sigma")
 
 

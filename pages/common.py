@@ -20,13 +20,12 @@ from __future__ import annotations
 import streamlit as st
 
 from core import builder_state, plots, presets
+from core.presets import DEFAULT_PRESET
 from core import device as devices
 from core import i18n
 from core.jobs import JobService
 from core.store import RunStore
 
-# The network a new session starts with: Nielsen ch. 6's first convolutional net.
-DEFAULT_PRESET = "nielsen-2-conv-pool"
 
 def require_frame() -> None:
     """Make sure this page runs inside app.py's frame; call it first in every page script.

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core import builder_state, plots, run_views, train_form
+from core.presets import DEFAULT_PRESET
 from core.presets import get as get_preset
 from core.settings import SettingsError
 from core.spec import SpecError
@@ -55,7 +56,7 @@ def dropout_widgets(network: dict) -> None:
     }
     if chosen != dict(layers):
         if not st.session_state.get("network"):
-            st.session_state.preset = train_form.DEFAULT_PRESET  # keep the preset's settings for its network
+            st.session_state.preset = DEFAULT_PRESET  # keep the preset's settings for its network
         st.session_state.network = train_form.with_dropout(network, chosen)
 
 
@@ -140,7 +141,7 @@ def start(network: dict, values: dict, name: str) -> None:
 
 def current_network() -> dict:
     """The plain spec to train: Build's (with any dropout edits made here), else the default preset's."""
-    return builder_state.to_spec(st.session_state.get("network") or get_preset(train_form.DEFAULT_PRESET).network)
+    return builder_state.to_spec(st.session_state.get("network") or get_preset(DEFAULT_PRESET).network)
 
 
 st.title(t("train.title"))

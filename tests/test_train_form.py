@@ -137,3 +137,10 @@ def test_train_and_runs_texts_are_translated():
         if key.startswith(("train.", "runs.", "common.")) and not key.startswith(same_in_both) and not hangul.search(text)
     ]
     assert not untranslated
+
+
+def test_without_a_network_the_train_page_uses_the_default_preset():
+    from core.presets import DEFAULT_PRESET, all_presets
+
+    assert train_form.preset_in_use(None, None) == DEFAULT_PRESET
+    assert DEFAULT_PRESET in all_presets()
