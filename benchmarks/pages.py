@@ -12,10 +12,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from core import presets, runner
-from core.i18n import translate
-from core.jobs import JobService
-from core.store import RunStore
+from core.jobs import runner
+from core.jobs.service import JobService
+from core.jobs.store import RunStore
+from core.training import presets
+from core.views.i18n import translate
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]

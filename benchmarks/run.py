@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core import data, presets
-from core import spec as specs
-from core.device import cpu_count, describe, pick_device
-from core.settings import TrainSettings
-from core.train import Callbacks, EpochMetrics, train
+from core.data import datasets as data
+from core.model import network as networks
+from core.training import presets
+from core.training.device import cpu_count, describe, pick_device
+from core.training.loop import Callbacks, EpochMetrics, train
+from core.training.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -68,7 +69,7 @@ def dataloader_images_per_second(network: dict, splits: data.Splits, batch_size:
     """The reference loop: same model, optimiser and batch size, fed by a DataLoader."""
     device = pick_device()
     torch.manual_seed(0)
-    model = specs.build(network).to(device)
+    model = networks.build(network).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
     loader = torch.utils.data.DataLoader(TorchvisionStyleMNIST(splits.train_images, splits.train_labels), batch_size=batch_size, shuffle=True)
     model.train()

@@ -8,10 +8,12 @@ import tempfile
 import threading
 import time
 
-from core import data, presets
-from core.jobs import POLL_SECONDS, JobService, Scheduler
-from core.store import RunStore
-from core.train import train
+from core.data import datasets as data
+from core.jobs.scheduler import POLL_SECONDS, Scheduler
+from core.jobs.service import JobService
+from core.jobs.store import RunStore
+from core.training import presets
+from core.training.loop import train
 
 PRESET = "nielsen-2-conv-pool"
 WARM_UP_SECONDS = 8.0

@@ -2,7 +2,9 @@
 
 Owns argument parsing and printing. Every command takes `--json`; then the last line it
 prints is one JSON object, so scripts and tests can read the result. Bad input ends with a
-one-line error and exit status 2, never a traceback.
+one-line error and exit status 2, never a traceback. Commands that need no tensors (`runs`,
+`cancel`, `resume`, `presets`) never import torch, so they answer at once; the others import
+it inside their handler.
 """
 
 from __future__ import annotations
@@ -10,17 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from core import spec as specs
-from core.checkpoint import CheckpointError
-from core.settings import SettingsError, TrainSettings, parse_assignment
-from core.store import RunNotFound, RunStore
+from core.errors import LayerLabError
+from core.jobs.store import RunStore
+from core.model import vocabulary
+from core.training.settings import TrainSettings, parse_assignment
 
 
-class CommandError(Exception):
+class CommandError(LayerLabError):
     """An error to print as one line (exit status 2)."""
 
 
@@ -44,17 +45,17 @@ def _read_json(path: str) -> Any:
 
 
 def command_data_fetch(arguments: argparse.Namespace) -> None:
-    from core import data
+    from core.data import datasets
 
-    names = data.DATASET_NAMES if arguments.dataset == "all" else (arguments.dataset,)
+    names = datasets.DATASET_NAMES if arguments.dataset == "all" else (arguments.dataset,)
     folders = {}
     for name in names:
-        folders[name] = str(data.fetch(name, log=lambda message: print(message, file=sys.stderr)))
+        folders[name] = str(datasets.fetch(name, log=lambda message: print(message, file=sys.stderr)))
     _emit(arguments, "\n".join(f"{name}: verified in {folder}" for name, folder in folders.items()), {"datasets": folders})
 
 
 def command_presets(arguments: argparse.Namespace) -> None:
-    from core.presets import all_presets
+    from core.training.presets import all_presets
 
     presets = all_presets()
     lines = []
@@ -66,10 +67,12 @@ def command_presets(arguments: argparse.Namespace) -> None:
 
 
 def command_validate(arguments: argparse.Namespace) -> None:
+    from core.model import network as networks
+
     network = _read_json(arguments.file)
     if isinstance(network, dict) and "network" in network:  # A preset or saved-run file.
         network = network["network"]
-    summary = specs.validate(network, arguments.dataset)
+    summary = networks.validate(network, arguments.dataset)
     rows = [
         {"layer": row.index + 1, "kind": row.kind, "description": row.description, "output_shape": list(row.output_shape), "parameters": row.parameters}
         for row in summary.rows
@@ -78,7 +81,8 @@ def command_validate(arguments: argparse.Namespace) -> None:
 
 
 def _network_and_settings(arguments: argparse.Namespace) -> tuple[dict, TrainSettings, str]:
-    from core.presets import get
+    from core.model import network as networks
+    from core.training.presets import get
 
     if bool(arguments.preset) == bool(arguments.spec):
         raise CommandError("Give exactly one of --preset NAME or --spec FILE.json.")
@@ -98,7 +102,7 @@ def _network_and_settings(arguments: argparse.Namespace) -> tuple[dict, TrainSet
         key, value = parse_assignment(assignment)
         values[key] = value
     settings = TrainSettings.from_dict(values)
-    network = specs.validate(network, settings.dataset).spec
+    network = networks.validate(network, settings.dataset).spec
     return network, settings, arguments.name or name
 
 
@@ -142,11 +146,11 @@ class _ProgressBar:
 
 
 def command_train(arguments: argparse.Namespace) -> None:
-    from core import jobs
+    from core.jobs import service
 
     network, settings, name = _network_and_settings(arguments)
     store = RunStore()
-    service = jobs.JobService(store)
+    service = service.JobService(store)
     run_id = service.submit(network, settings, owner=arguments.owner, name=name)
     if arguments.background:
         service.ensure_scheduler()
@@ -177,7 +181,7 @@ def command_runs_list(arguments: argparse.Namespace) -> None:
         test = f"{run.test_accuracy:.4f}" if run.test_accuracy is not None else "—"
         lines.append(
             f"{run.id:>4}  {run.status:<11} {run.owner[:10]:<10} {run.dataset:<13} {validation:>7} {test:>8} {run.epochs_done:>6}  "
-            f"{specs.summarize_network(run.spec)}"
+            f"{vocabulary.summarize_network(run.spec)}"
         )
     _emit(arguments, "\n".join(lines), {"runs": [_run_payload(run) | {"owner": run.owner, "name": run.name} for run in runs]})
 
@@ -186,7 +190,7 @@ def command_runs_show(arguments: argparse.Namespace) -> None:
     run = RunStore().get(arguments.id)
     lines = [
         f"Run {run.id} — {run.name or 'unnamed'} ({run.status}) owner {run.owner or '—'}, {run.dataset}, {run.device or 'not started'}",
-        f"Network: {specs.summarize_network(run.spec)}",
+        f"Network: {vocabulary.summarize_network(run.spec)}",
     ]
     if run.message:
         lines.append(run.message)
@@ -200,10 +204,11 @@ def command_runs_show(arguments: argparse.Namespace) -> None:
 
 
 def command_eval(arguments: argparse.Namespace) -> None:
-    from core import evaluation
+    from core.training import evaluation
 
     store = RunStore()
-    report = evaluation.evaluate_run(store, arguments.run)
+    store.get(arguments.run, with_metrics=False)  # A wrong id is RunNotFound, not a missing file.
+    report = evaluation.evaluate_checkpoint(store.best_checkpoint_path(arguments.run), arguments.run)
     lines = [f"Run {arguments.run}: test accuracy {report['test_accuracy']:.4f} ({report['errors']} of {report['total']} wrong)"]
     lines.append("Per class: " + ", ".join(f"{name} {accuracy:.3f}" for name, accuracy in zip(report["class_names"], report["per_class_accuracy"])))
     lines.append("Confusion matrix (rows: true class, columns: predicted):")
@@ -212,25 +217,25 @@ def command_eval(arguments: argparse.Namespace) -> None:
 
 
 def command_cancel(arguments: argparse.Namespace) -> None:
-    from core import jobs
+    from core.jobs import service
 
-    status = jobs.JobService(RunStore()).cancel(arguments.id)
+    status = service.JobService(RunStore()).cancel(arguments.id)
     _emit(arguments, f"Run {arguments.id}: {status}.", {"run_id": arguments.id, "status": status})
 
 
 def command_resume(arguments: argparse.Namespace) -> None:
-    from core import jobs
+    from core.jobs import service
 
-    service = jobs.JobService(RunStore())
+    service = service.JobService(RunStore())
     service.resume(arguments.id)
     service.ensure_scheduler()
     _emit(arguments, f"Run {arguments.id} queued to resume from its last finished epoch.", {"run_id": arguments.id, "status": "queued"})
 
 
 def command_scheduler(arguments: argparse.Namespace) -> None:
-    from core import jobs
+    from core.jobs import scheduler
 
-    jobs.run_scheduler(RunStore(), exit_when_idle=arguments.exit_when_idle)
+    scheduler.run_scheduler(RunStore(), exit_when_idle=arguments.exit_when_idle)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -295,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         arguments.handler(arguments)
-    except (CommandError, SettingsError, specs.SpecError, CheckpointError, RunNotFound, ValueError) as error:
+    except (LayerLabError, ValueError) as error:
         if getattr(arguments, "json", False):
             print(json.dumps({"error": str(error)}))
         print(f"error: {error}", file=sys.stderr)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import builder_state as builder
-from core import presets
-from core import spec as specs
-from core.plots import network_diagram
-from pages.common import DEFAULT_PRESET, language, t, require_frame
+from core.model import vocabulary
+from core.training import presets
+from core.views import builder_state as builder
+from core.views.plots import network_diagram
+from pages.common import DEFAULT_PRESET, language, require_frame, t
 
 require_frame()
 
@@ -36,7 +36,7 @@ def working_copy() -> dict:
     # Widget values arrive in session state before the script runs: take them first, so that
     # titles, checks and errors drawn above a widget already reflect its new value.
     for position, layer in enumerate(work["layers"]):
-        for name, field in specs.LAYER_FIELDS[layer["kind"]].items():
+        for name, field in vocabulary.LAYER_FIELDS[layer["kind"]].items():
             key = field_key(layer, name)
             if key in st.session_state and (st.session_state[key] is not None or field.optional):
                 layer = builder.update_field(layer, name, st.session_state[key])
@@ -121,7 +121,7 @@ def start_row() -> None:
 def layer_cards(work: dict, checked: builder.Checked) -> None:
     st.subheader(t("build.layers_heading"))
     with st.container(border=True):
-        st.markdown(t("build.input_title", shape=builder.format_shape(specs.INPUT_SHAPE)))
+        st.markdown(t("build.input_title", shape=builder.format_shape(vocabulary.INPUT_SHAPE)))
         st.checkbox(t("build.normalize"), value=work["normalize"], key=normalize_key(work), help=t("build.normalize_help"))
     if not work["layers"]:
         st.info(t("build.empty_hint"))
@@ -142,7 +142,7 @@ def layer_card(index: int, layer: dict, count: int, checked: builder.Checked) ->
                   disabled=index == count - 1, on_click=edit_layers, args=(builder.move_layer, uid, 1))
         st.button(":material/delete:", key=f"build-{uid}-remove", help=t("build.remove"), type="tertiary",
                   on_click=edit_layers, args=(builder.remove_layer, uid))
-    fields = specs.LAYER_FIELDS[layer["kind"]]
+    fields = vocabulary.LAYER_FIELDS[layer["kind"]]
     if fields:
         for column, (name, field) in zip(st.columns(3) * 2, fields.items()):
             with column:
@@ -150,7 +150,7 @@ def layer_card(index: int, layer: dict, count: int, checked: builder.Checked) ->
     layer_note(index, layer, checked)
 
 
-def field_widget(layer: dict, name: str, field: specs.Field) -> None:
+def field_widget(layer: dict, name: str, field: vocabulary.Field) -> None:
     key, label, value = field_key(layer, name), t(f"build.field.{name}"), layer[name]
     help_text = t(f"build.help.{name}")
     if field.choices is not None:
@@ -176,7 +176,7 @@ def layer_note(index: int, layer: dict, checked: builder.Checked) -> None:
 
 
 def add_layer_row(work: dict) -> None:
-    kinds = list(specs.LAYER_FIELDS)
+    kinds = list(vocabulary.LAYER_FIELDS)
     choose, add = st.columns([2, 1], vertical_alignment="bottom")
     labels = {kind: kind_name(kind) for kind in kinds}
     choose.selectbox(t("build.add_kind"), kinds, index=kinds.index("dense"), format_func=labels.get, key="build_add_kind")

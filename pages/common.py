@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import builder_state, plots, presets
-from core.presets import DEFAULT_PRESET
-from core import device as devices
-from core import i18n
-from core.jobs import JobService
-from core.store import RunStore
+from core.jobs.service import JobService
+from core.jobs.store import RunStore
+from core.training import device as devices
+from core.training import presets
+from core.training.presets import DEFAULT_PRESET
+from core.views import builder_state, i18n, plots
 
 
 def require_frame() -> None:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import run_views
+from core.views import run_views
 from pages.common import service, t
 
 

@@ -4,9 +4,9 @@ import zlib
 
 import streamlit as st
 
-from core import plots, run_views, train_form
+from core.views import plots, run_views, train_form
 from pages import run_widgets
-from pages.common import language, select_run, service, t, require_frame
+from pages.common import language, require_frame, select_run, service, t
 
 require_frame()
 

@@ -2,14 +2,14 @@
 
 import streamlit as st
 
-from core import builder_state, plots, run_views, train_form
-from core.presets import DEFAULT_PRESET
-from core.presets import get as get_preset
-from core.settings import SettingsError
-from core.spec import SpecError
-from core.store import RunNotFound
+from core.jobs.store import RunNotFound
+from core.model.vocabulary import SpecError
+from core.training.presets import DEFAULT_PRESET
+from core.training.presets import get as get_preset
+from core.training.settings import SettingsError
+from core.views import builder_state, plots, run_views, train_form
 from pages import run_widgets
-from pages.common import language, select_run, service, t, require_frame
+from pages.common import language, require_frame, select_run, service, t
 
 require_frame()
 

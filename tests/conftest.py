@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core import data
-from core.store import RunStore
+from core.data import datasets as data
+from core.jobs.store import RunStore
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import builder_state as builder
-from core import presets
-from core import spec as specs
+from core.model import network as networks
+from core.training import presets
+from core.views import builder_state as builder
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 CARD_TITLES = {"conv": "Convolution", "avgpool": "Average pooling", "maxpool": "Max-pooling", "dense": "Dense", "dropout": "Dropout",
@@ -53,7 +53,7 @@ def test_build_page_loads_with_the_default_network(app):
     assert not app.exception
     assert app.title[0].value == "Build a network"
     network = presets.get("nielsen-2-conv-pool").network
-    assert total_shown(app) == f"{specs.validate(network).total_parameters:,}"
+    assert total_shown(app) == f"{networks.validate(network).total_parameters:,}"
     assert app.session_state["preset"] == "nielsen-2-conv-pool"
     assert app.session_state["network"] == builder.to_spec(builder.editable(network))
 
@@ -63,13 +63,13 @@ def test_a_preset_shows_its_layers_and_the_total_that_core_computes(app, name):
     load_preset(app.run(), name)
     assert not app.exception and not app.error
     network = presets.get(name).network
-    assert total_shown(app) == f"{specs.validate(network).total_parameters:,}"
+    assert total_shown(app) == f"{networks.validate(network).total_parameters:,}"
     assert [layer["kind"] for layer in layers(app)] == [layer["kind"] for layer in network["layers"]]
     text = page_text(app)
     for index, layer in enumerate(network["layers"]):
         assert f"**{index + 1}. {CARD_TITLES[layer['kind']]}" in text
     table = app.dataframe[0].value
-    assert list(table["Parameters"])[-1] == f"{specs.validate(network).total_parameters:,}"
+    assert list(table["Parameters"])[-1] == f"{networks.validate(network).total_parameters:,}"
     assert app.session_state["preset"] == name and presets.get(name).title in text
 
 
@@ -96,7 +96,7 @@ def test_a_kernel_too_big_for_its_input_keeps_the_valid_rows(app):
     table = app.dataframe[0].value
     assert list(table["Output shape"]) == ["1 × 28 × 28", "20 × 24 × 24", "20 × 12 × 12"]
     app.number_input(key=f"build-{second_conv}-kernel_size").set_value(5).run()
-    assert not app.error and total_shown(app) == f"{specs.validate(presets.get('nielsen-3-two-conv-pool').network).total_parameters:,}"
+    assert not app.error and total_shown(app) == f"{networks.validate(presets.get('nielsen-3-two-conv-pool').network).total_parameters:,}"
 
 
 def test_add_move_and_remove_layers(app):
@@ -150,7 +150,7 @@ def test_a_link_restores_its_network(runs_dir):
     at.run()
     assert not at.exception and not at.error
     assert at.session_state["network"] == spec and at.session_state["preset"] is None
-    assert total_shown(at) == f"{specs.validate(spec).total_parameters:,}"
+    assert total_shown(at) == f"{networks.validate(spec).total_parameters:,}"
     assert at.title[0].value == "신경망 만들기"
     # The page's own share link opens the same network.
     link = at.code[0].value
@@ -179,7 +179,7 @@ def test_a_network_set_by_another_page_is_shown(app):
     app.session_state["preset"] = "pytorch-examples-mnist"
     app.run()
     assert not app.exception
-    assert total_shown(app) == f"{specs.validate(spec).total_parameters:,}"
+    assert total_shown(app) == f"{networks.validate(spec).total_parameters:,}"
     assert [layer["kind"] for layer in layers(app)] == [layer["kind"] for layer in spec["layers"]]
 
 
@@ -189,7 +189,7 @@ def test_loading_a_json_file(app):
     app.file_uploader(key="build_upload").set_value(("mine.json", builder.spec_to_json(spec).encode(), "application/json")).run()
     assert not app.exception and not app.error
     assert app.session_state["network"] == spec
-    assert total_shown(app) == f"{specs.validate(spec).total_parameters:,}"
+    assert total_shown(app) == f"{networks.validate(spec).total_parameters:,}"
     assert any("mine.json" in message.value for message in app.success)
 
 

@@ -18,9 +18,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core import i18n, jobs, run_views
-from core.presets import get as get_preset
-from core.store import FINISHED, RunNotFound, RunStore
+from core.jobs import scheduler as job_scheduler
+from core.jobs import service as job_service
+from core.jobs.store import FINISHED, RunNotFound, RunStore
+from core.training.presets import get as get_preset
+from core.views import i18n, run_views
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 RUN_DEADLINE = 180.0  # seconds a 20-step logistic-regression run may take, worker start-up included
@@ -40,13 +42,13 @@ def scheduler(app_store):
     """The job scheduler, in a thread of this process, holding the lock that ensure_scheduler checks."""
     lock = open(app_store.directory / "scheduler.lock", "a+")
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    running = jobs.Scheduler(app_store, limit=1)
+    running = job_scheduler.Scheduler(app_store, limit=1)
     stop = threading.Event()
 
     def loop():
         while not stop.is_set():
             running.step()
-            stop.wait(jobs.POLL_SECONDS)
+            stop.wait(job_scheduler.POLL_SECONDS)
 
     thread = threading.Thread(target=loop, name="test-scheduler", daemon=True)
     thread.start()
@@ -204,7 +206,7 @@ def wait_until_finished(store: RunStore, run_id: int) -> None:
 def test_resume_an_interrupted_run_from_the_runs_page(app_store, scheduler):
     # A one-epoch run leaves its resume state; calling it interrupted with a second epoch still to go
     # is what a server restart after epoch 1 of 2 leaves behind.
-    service = jobs.JobService(app_store)
+    service = job_service.JobService(app_store)
     settings = get_preset("logistic-regression").train_settings(epochs=1, train_subset=2000)
     run_id = service.submit(get_preset("logistic-regression").network, settings, owner="ada")
     wait_until_finished(app_store, run_id)

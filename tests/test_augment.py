@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from core.augment import (
+from core.data.augment import (
     Augmentation,
     affine,
     augment,

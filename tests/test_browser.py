@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from core import i18n, run_views
-from core import spec as specs
-from core.jobs import scheduler_pid
-from core.presets import get as get_preset
-from core.store import FINISHED, RunStore
+from core.jobs.locks import scheduler_pid
+from core.jobs.store import RunStore
+from core.model import network as networks
+from core.training.presets import get as get_preset
+from core.views import i18n, run_views
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, start_server, stop_process, stop_runs_processes, wait_for
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -183,7 +183,7 @@ def journey(page, url: str, store: RunStore) -> None:
     page.goto(url)
     wait_for("the Build page", lambda: page.locator("h1", has_text=en("build.title")).count() > 0, PAGE_DEADLINE)
     wait_idle(page)
-    expected = specs.validate(get_preset(PRESET).network).total_parameters
+    expected = networks.validate(get_preset(PRESET).network).total_parameters
     assert metric_value(page, en("build.total_parameters")) != f"{expected:,}", "pick a preset that differs from the start network"
     start = page.locator("[data-testid=stSelectbox]").filter(has=page.get_by_text(en("build.start_from"), exact=True))
     start.locator("input").click()

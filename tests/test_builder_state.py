@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from core import builder_state as builder
-from core import presets
-from core import spec as specs
+from core.model import network as networks
+from core.model import vocabulary
+from core.training import presets
+from core.views import builder_state as builder
 
 PRESET_NAMES = list(presets.all_presets())
 
@@ -34,7 +35,7 @@ def test_working_copy_of_every_preset_validates_like_the_preset(name):
     network = presets.get(name).network
     work = builder.editable(network)
     assert all("uid" not in layer for layer in builder.to_spec(work)["layers"])
-    assert builder.check(work).summary.rows == specs.validate(network).rows
+    assert builder.check(work).summary.rows == networks.validate(network).rows
 
 
 def test_every_copy_gets_fresh_unique_uids():
@@ -51,7 +52,7 @@ def test_insert_goes_before_the_output_layer_unless_it_is_an_output():
     assert kinds(builder.insert_layer(layers, "conv", position=0)) == ["conv", "dense", "output"]
     assert kinds(builder.insert_layer([], "dense")) == ["dense"]
     new = builder.insert_layer(layers, "conv", position=0)[0]
-    assert {name: value for name, value in new.items() if name != "uid"} == specs.default_layer("conv")
+    assert {name: value for name, value in new.items() if name != "uid"} == vocabulary.default_layer("conv")
     assert kinds(layers) == ["dense", "output"], "edits return new lists"
 
 
@@ -85,7 +86,7 @@ def test_update_field_changes_one_field_of_a_copy():
 
 
 def test_check_editable_fills_defaults_and_accepts_preset_and_run_files():
-    assert builder.check_editable([{"kind": "conv"}])["layers"][0] == specs.default_layer("conv")
+    assert builder.check_editable([{"kind": "conv"}])["layers"][0] == vocabulary.default_layer("conv")
     preset_file = json.loads((presets.PRESET_DIR / "lenet-5.json").read_text())
     assert builder.to_spec(builder.check_editable(preset_file)) == builder.to_spec(builder.check_editable(preset_file["network"]))
 
@@ -210,7 +211,7 @@ def test_check_keeps_the_rows_before_a_shape_error():
     spec["layers"][2]["kernel_size"] = 13  # the second conv gets 12×12 maps from the first pool
     checked = builder.check(spec)
     assert not checked.valid and checked.error.layer_index == 2
-    assert checked.summary.rows == specs.validate(nielsen_3()).rows[:2]
+    assert checked.summary.rows == networks.validate(nielsen_3()).rows[:2]
 
 
 def test_check_names_the_layer_with_an_impossible_field():
@@ -226,7 +227,7 @@ def test_check_without_output_layer_still_shows_every_layer():
     spec["layers"] = spec["layers"][:-1]
     checked = builder.check(spec)
     assert checked.error.layer_index == len(spec["layers"]) - 1
-    assert checked.summary.rows == specs.validate(nielsen_3()).rows[:-1]
+    assert checked.summary.rows == networks.validate(nielsen_3()).rows[:-1]
 
 
 def test_check_of_an_output_layer_in_the_middle():
@@ -239,7 +240,7 @@ def test_check_of_an_output_layer_in_the_middle():
 
 def test_check_of_a_valid_network_is_validate():
     checked = builder.check(nielsen_3())
-    assert checked.valid and checked.summary.total_parameters == specs.validate(nielsen_3()).total_parameters
+    assert checked.valid and checked.summary.total_parameters == networks.validate(nielsen_3()).total_parameters
 
 
 @pytest.mark.parametrize("size, kernel, padding, stride", [(28, 5, 0, 1), (28, 5, 2, 1), (28, 3, 1, 2), (12, 5, 0, 1), (27, 4, 1, 3), (24, 2, 0, 2)])
@@ -253,8 +254,8 @@ def test_output_size_formula_agrees_with_pytorch(size, kernel, padding, stride):
 
 def test_layer_numbers_quote_the_validated_rows():
     spec = builder.to_spec(builder.editable(presets.get("nielsen-2-conv-pool").network))
-    rows = specs.validate(spec).rows
-    conv = builder.layer_numbers(spec["layers"][0], specs.INPUT_SHAPE, rows[0])
+    rows = networks.validate(spec).rows
+    conv = builder.layer_numbers(spec["layers"][0], vocabulary.INPUT_SHAPE, rows[0])
     assert (conv["out"], conv["parameters"], conv["filters"], conv["kernel"]) == (24, "520", 20, 5)
     pool = builder.layer_numbers(spec["layers"][1], rows[0].output_shape, rows[1])
     assert (pool["size"], pool["window"], pool["stride"], pool["out"]) == (24, 2, 2, 12)
@@ -290,7 +291,7 @@ def test_linear_neighbours(layers, pairs):
 def test_linear_neighbours_really_are_one_linear_map():
     # The warning's claim, checked: two dense layers without an activation equal one linear layer.
     spec = {"layers": [{"kind": "dense", "units": 16, "activation": "linear"}, {"kind": "output"}], "normalize": False}
-    model = specs.build(spec, seed=0)
+    model = networks.build(spec, seed=0)
     first, second = model[1][1], model[2][0]  # block 1 is (flatten, linear, identity); block 2 is (linear)
     combined_weight = second.weight @ first.weight
     combined_bias = second.weight @ first.bias + second.bias

@@ -20,12 +20,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from core import checkpoint, runner
-from core import spec as specs
-from core.checkpoint import CheckpointError
-from core.evaluation import evaluate_run
-from core.settings import TrainSettings
-from core.train import train
+from core.jobs import runner
+from core.model import network as networks
+from core.model import vocabulary
+from core.training import checkpoint
+from core.training.checkpoint import CheckpointError
+from core.training.evaluation import evaluate_checkpoint
+from core.training.loop import train
+from core.training.settings import TrainSettings
 
 # Conv, batch-norm and dropout: weights, biases, running statistics and the Normalize buffers
 # must all survive the round trip.
@@ -73,7 +75,7 @@ def trained(mnist):
     )
     result = train(NETWORK, SETTINGS, splits)
     assert result.status == "succeeded"
-    return result.model.eval(), specs.normalize_spec(NETWORK), SETTINGS
+    return result.model.eval(), vocabulary.normalize_spec(NETWORK), SETTINGS
 
 
 @pytest.fixture
@@ -100,10 +102,10 @@ def test_the_checkpoint_carries_what_rebuilds_its_model(trained, saved):
     loaded, loaded_network, loaded_settings = checkpoint.load(saved)  # nothing but the path
     assert loaded_network == network
     assert loaded_settings == settings
-    assert specs.summarize_network(loaded_network) == specs.summarize_network(NETWORK)
+    assert vocabulary.summarize_network(loaded_network) == vocabulary.summarize_network(NETWORK)
     _, metadata = checkpoint.read(saved)
     assert metadata["epoch"] == 1  # extra values travel as JSON
-    assert sum(parameter.numel() for parameter in loaded.parameters()) == specs.validate(network).total_parameters
+    assert sum(parameter.numel() for parameter in loaded.parameters()) == networks.validate(network).total_parameters
 
 
 def tensor_data_offset(path) -> int:
@@ -238,7 +240,7 @@ def test_a_stored_run_leaves_its_files_and_evaluates_to_its_test_accuracy(store)
     _, metadata = checkpoint.read(store.best_checkpoint_path(run_id))
     assert metadata["epoch"] == run.best_epoch
 
-    report = evaluate_run(store, run_id)
+    report = evaluate_checkpoint(store.best_checkpoint_path(run_id), run_id)
     matrix = torch.tensor(report["confusion_matrix"])
     assert matrix.shape == (10, 10)
     assert int(matrix.sum()) == report["total"] == 10_000

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from core import spec as specs
-from core.presets import PRESET_DIR, all_presets
-from core.store import RunStore
+from core.jobs.store import RunStore
+from core.model import network as networks
+from core.training.presets import PRESET_DIR, all_presets
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_COMMAND = [
@@ -139,7 +139,7 @@ def test_validate_json_reports_the_shape_table(commands):
     result = commands["validate-good"]
     assert result.returncode == 0, result.stderr
     report = last_json(result)
-    summary = specs.validate(GOOD_NETWORK)
+    summary = networks.validate(GOOD_NETWORK)
     assert report["valid"] is True
     assert report["total_parameters"] == summary.total_parameters
     assert [(row["layer"], row["kind"], tuple(row["output_shape"]), row["parameters"]) for row in report["layers"]] == [
@@ -176,7 +176,7 @@ def test_runs_list_and_show_describe_the_run(trained):
     details = last_json(after["show"])
     assert details["id"] == run["run_id"] and details["status"] == "succeeded"
     assert details["settings"]["max_steps"] == 30 and details["settings"]["train_subset"] == 2000
-    assert details["spec"] == specs.validate(all_presets()["logistic-regression"].network).spec
+    assert details["spec"] == networks.validate(all_presets()["logistic-regression"].network).spec
     assert [metrics["epoch"] for metrics in details["metrics"]] == [1]
 
 

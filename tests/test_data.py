@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import data
+from core.data import datasets as data
 
 # LeCun et al.'s published per-digit counts of the MNIST training and test files.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -139,7 +139,7 @@ def test_data_dir_follows_the_environment(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("LAYERLAB_DATA", str(tmp_path))
     assert data.data_dir() == tmp_path
     monkeypatch.delenv("LAYERLAB_DATA")
-    assert data.data_dir() == Path(data.__file__).resolve().parent.parent / "data"
+    assert data.data_dir() == Path(data.__file__).resolve().parents[2] / "data"
 
 
 def test_fetch_returns_the_dataset_folder_with_verified_files(data_root: Path):

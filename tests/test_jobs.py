@@ -23,10 +23,13 @@ from typing import Callable, TypeVar
 import pytest
 import torch
 
-from core import checkpoint, jobs
-from core.settings import SettingsError, TrainSettings
-from core.store import FINISHED, Run, RunStore
-from core.train import train
+from core.jobs import liveness, locks
+from core.jobs import scheduler as job_scheduler
+from core.jobs import service as job_service
+from core.jobs.store import FINISHED, Run, RunStore
+from core.training import checkpoint
+from core.training.loop import train
+from core.training.settings import SettingsError, TrainSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOGISTIC = {"layers": [{"kind": "output", "init": "zeros"}], "normalize": True}
@@ -100,7 +103,7 @@ def wait_mid_epoch(store: RunStore, run_id: int, epoch: int, timeout: float = 12
 
 
 def pid_alive(pid: int) -> bool:
-    return jobs._pid_alive(pid)
+    return liveness._pid_alive(pid)
 
 
 def processes_using(runs_dir: Path) -> list[int]:
@@ -171,10 +174,10 @@ def scheduler_thread(store):
 
     def start(limit: int) -> None:
         stop = threading.Event()
-        thread = threading.Thread(target=jobs.run_scheduler, args=(store,), kwargs={"limit": limit, "stop": stop}, daemon=True)
+        thread = threading.Thread(target=job_scheduler.run_scheduler, args=(store,), kwargs={"limit": limit, "stop": stop}, daemon=True)
         thread.start()
         started.append((stop, thread))
-        wait_until(lambda: jobs.scheduler_pid(store) == os.getpid(), 10, "the scheduler to take its lock")
+        wait_until(lambda: locks.scheduler_pid(store) == os.getpid(), 10, "the scheduler to take its lock")
 
     yield start
     for stop, thread in started:
@@ -197,7 +200,7 @@ class Service:
                 [sys.executable, "-m", "core", "scheduler"], cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=log
             )
         store = RunStore(self.runs_dir)
-        wait_until(lambda: jobs.scheduler_pid(store) == self.process.pid, 30, "the scheduler process to take its lock")
+        wait_until(lambda: locks.scheduler_pid(store) == self.process.pid, 30, "the scheduler process to take its lock")
         return self
 
     def stop(self, signal_number: int = signal.SIGTERM, timeout: float = 30.0) -> int:
@@ -227,7 +230,7 @@ def service(runs_dir):
 def auto_started_scheduler(store):
     """Stop the scheduler that `ensure_scheduler` started (in its own session, so not our child) at the end."""
     yield
-    pid = jobs.scheduler_pid(store)
+    pid = locks.scheduler_pid(store)
     if pid:
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not pid_alive(pid), 30, "the auto-started scheduler to exit")
@@ -237,7 +240,7 @@ def auto_started_scheduler(store):
 
 
 def test_queue_positions_follow_submission_and_a_queued_run_cancels_at_once(store):
-    service = jobs.JobService(store)
+    service = job_service.JobService(store)
     run_ids = [service.submit(LOGISTIC, quick_settings(seed=index), owner=f"student{index}") for index in range(3)]
     assert [service.queue_position(run_id) for run_id in run_ids] == [1, 2, 3]
 
@@ -256,7 +259,7 @@ def test_queue_positions_follow_submission_and_a_queued_run_cancels_at_once(stor
 
 
 def test_runs_whose_worker_is_gone_show_as_interrupted_on_the_next_look(store):
-    service = jobs.JobService(store)
+    service = job_service.JobService(store)
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     dead_pid = int(finished.stdout)
     now = time.time()
@@ -265,9 +268,9 @@ def test_runs_whose_worker_is_gone_show_as_interrupted_on_the_next_look(store):
     # After a reboot the old pid may belong to a newer process (here: this one, which started after an hour-old run).
     store.update(reused, status="running", worker_pid=os.getpid(), started_at=now - 3600, heartbeat_at=now - 3600)
     # A worker still importing torch on a busy machine has not beaten yet, but its process is the run's own.
-    store.update(slow_start, status="running", worker_pid=os.getpid(), started_at=now, heartbeat_at=now - jobs.STALE_SECONDS - 30)
+    store.update(slow_start, status="running", worker_pid=os.getpid(), started_at=now, heartbeat_at=now - liveness.STALE_SECONDS - 30)
     # Claimed by a scheduler that died before it recorded a pid: only the heartbeat can tell.
-    store.update(never_launched, status="running", worker_pid=None, started_at=now - 60, heartbeat_at=now - jobs.STALE_SECONDS - 5)
+    store.update(never_launched, status="running", worker_pid=None, started_at=now - 60, heartbeat_at=now - liveness.STALE_SECONDS - 5)
 
     statuses = {run.id: run for run in service.runs()}
     assert statuses[killed].status == "interrupted" and "2 finished epoch(s)" in statuses[killed].message
@@ -281,7 +284,7 @@ def test_runs_whose_worker_is_gone_show_as_interrupted_on_the_next_look(store):
 
 
 def test_four_jobs_queue_within_the_limit_and_each_gets_its_own_correct_metrics(store, scheduler_thread, mnist, one_thread):
-    service = jobs.JobService(store)
+    service = job_service.JobService(store)
     rates = [0.05, 0.15, 0.5, 1.5]
     run_ids = [service.submit(LOGISTIC, quick_settings(learning_rate=rate), owner=f"student{n}") for n, rate in enumerate(rates)]
     assert [service.queue_position(run_id) for run_id in run_ids] == [1, 2, 3, 4]
@@ -312,7 +315,7 @@ def test_four_jobs_queue_within_the_limit_and_each_gets_its_own_correct_metrics(
 
 
 def test_cancel_is_honoured_within_two_seconds_and_keeps_the_finished_epochs(store, scheduler_thread):
-    service = jobs.JobService(store)
+    service = job_service.JobService(store)
     scheduler_thread(limit=1)
     run_id = service.submit(LOGISTIC, slow_settings(epochs=5))
     wait_mid_epoch(store, run_id, 2)
@@ -347,7 +350,7 @@ def test_cancel_is_honoured_within_two_seconds_and_keeps_the_finished_epochs(sto
 def test_an_out_of_memory_error_fails_its_run_with_advice_and_the_service_keeps_serving(store, scheduler_thread, monkeypatch):
     # Test-only hook in core/runner.py: step 3 of the run named "oom-victim" raises CUDA's out-of-memory error.
     monkeypatch.setenv("LAYERLAB_FAULT_INJECTION", "oom_at_step:3@oom-victim")
-    service = jobs.JobService(store)
+    service = job_service.JobService(store)
     victim = service.submit(LOGISTIC, quick_settings(), name="oom-victim")
     beside = service.submit(LOGISTIC, quick_settings(), name="beside")
     after = service.submit(LOGISTIC, quick_settings(), name="after")  # Gets the victim's slot once it fails.
@@ -363,13 +366,13 @@ def test_an_out_of_memory_error_fails_its_run_with_advice_and_the_service_keeps_
         run = wait_finished(store, run_id)
         assert run.status == "succeeded" and run.epochs_done == 2, run.message
     assert store.get(after).started_at >= failed.finished_at
-    assert jobs.scheduler_running(store)
+    assert locks.scheduler_running(store)
 
 
 # A second process that follows one run through the store, as a second app process would.
 FOLLOWER = """
 import json, sys, time
-from core.store import RunStore
+from core.jobs.store import RunStore
 store, run_id, seen = RunStore(sys.argv[1]), int(sys.argv[2]), []
 while True:
     run = store.get(run_id)
@@ -382,7 +385,7 @@ print(json.dumps(seen))
 
 
 def test_twenty_readers_and_a_second_process_see_live_progress_while_two_jobs_write(store, scheduler_thread):
-    service = jobs.JobService(store)
+    service = job_service.JobService(store)
     run_ids = [service.submit(LOGISTIC, slow_settings(epochs=2, train_subset=3000, seed=seed)) for seed in (1, 2)]
     follower = subprocess.Popen(
         [sys.executable, "-c", FOLLOWER, str(store.directory), str(run_ids[0])], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
@@ -431,7 +434,7 @@ def test_twenty_readers_and_a_second_process_see_live_progress_while_two_jobs_wr
 
 
 def test_a_worker_killed_mid_epoch_keeps_its_epochs_and_resumes_with_the_same_state(store, scheduler_thread, mnist, one_thread, tmp_path):
-    service = jobs.JobService(store)
+    service = job_service.JobService(store)
     settings = slow_settings(epochs=2)
     scheduler_thread(limit=2)  # Two slots on two cores: the worker trains on one thread, like the reference below.
     run_id = service.submit(LOGISTIC, settings)
@@ -465,7 +468,7 @@ def test_a_worker_killed_mid_epoch_keeps_its_epochs_and_resumes_with_the_same_st
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
 def test_a_run_outlives_a_stopped_service_as_interrupted_and_a_new_service_resumes_it(store, service, stop_signal):
-    jobs_service = jobs.JobService(store)
+    jobs_service = job_service.JobService(store)
     first = service(limit=1)
     run_id = jobs_service.submit(LOGISTIC, slow_settings(epochs=2))
     running = wait_mid_epoch(store, run_id, 2)
@@ -487,7 +490,7 @@ def test_a_run_outlives_a_stopped_service_as_interrupted_and_a_new_service_resum
 
 
 def test_ensure_scheduler_starts_one_scheduler_however_many_callers_ask(store, auto_started_scheduler):
-    service = jobs.JobService(store)
+    service = job_service.JobService(store)
     answers: list[bool] = []
     callers = [threading.Thread(target=lambda: answers.append(service.ensure_scheduler())) for _ in range(3)]
     for caller in callers:
@@ -497,7 +500,7 @@ def test_ensure_scheduler_starts_one_scheduler_however_many_callers_ask(store, a
     assert sorted(answers) == [False, False, True]
     assert service.ensure_scheduler() is False
 
-    pid = jobs.scheduler_pid(store)
+    pid = locks.scheduler_pid(store)
     assert pid and pid_alive(pid)
     schedulers = [other for other in processes_using(store.directory) if " scheduler" in command_line(other)]
     assert schedulers == [pid]
@@ -505,13 +508,13 @@ def test_ensure_scheduler_starts_one_scheduler_however_many_callers_ask(store, a
 
 
 def test_an_idle_scheduler_exits_and_frees_its_lock_for_the_next_one(store, monkeypatch):
-    monkeypatch.setattr(jobs, "IDLE_EXIT_SECONDS", 0.3)
+    monkeypatch.setattr(job_scheduler, "IDLE_EXIT_SECONDS", 0.3)
     arguments = {"exit_when_idle": True, "stop": threading.Event()}
-    scheduler = threading.Thread(target=jobs.run_scheduler, args=(store,), kwargs=arguments, daemon=True)
+    scheduler = threading.Thread(target=job_scheduler.run_scheduler, args=(store,), kwargs=arguments, daemon=True)
     scheduler.start()
     scheduler.join(10)
     assert not scheduler.is_alive()
-    assert not jobs.scheduler_running(store) and jobs.scheduler_pid(store) is None
+    assert not locks.scheduler_running(store) and locks.scheduler_pid(store) is None
 
 
 def cli(*arguments: str) -> dict:
@@ -531,7 +534,7 @@ def test_cli_train_in_background_cancel_resume_and_list_go_through_the_scheduler
     queued = cli("train", "--spec", str(spec_file), "--background", "--owner", "ada")
     run_id = queued["run_id"]
     assert queued["status"] == "queued"
-    assert jobs.scheduler_pid(store)  # `train --background` started the scheduler.
+    assert locks.scheduler_pid(store)  # `train --background` started the scheduler.
 
     wait_until(lambda: store.get(run_id, with_metrics=False).epochs_done >= 1, 120, "the first epoch")
     assert cli("cancel", str(run_id))["status"] in ("cancelling", "cancelled")

@@ -10,11 +10,11 @@ import math
 
 import pytest
 
-from core import plots, run_views
-from core import spec as specs
-from core.i18n import translate
-from core.presets import get as get_preset
-from core.store import METRIC_NAMES
+from core.jobs.store import METRIC_NAMES
+from core.model import vocabulary
+from core.training.presets import get as get_preset
+from core.views import plots, run_views
+from core.views.i18n import translate
 
 NETWORK = get_preset("nielsen-2-conv-pool").network
 
@@ -122,7 +122,7 @@ def test_table_rows_show_the_stored_numbers(store):
     assert finished["test_accuracy"] == pytest.approx(89.8)
     assert finished["epochs"] == "1/3" and finished["time"] == "0:03" and finished["parameters"] == 1234
     assert finished["status"] == translate("ko", "common.status.succeeded")
-    assert finished["network"] == specs.summarize_network(NETWORK)
+    assert finished["network"] == vocabulary.summarize_network(NETWORK)
     assert math.isnan(rows[0]["test_accuracy"]) and rows[0]["dataset"] == translate("ko", "train.choice.fashion-mnist")
     assert [run.id for run in run_views.owned_by(runs, "ada")] == [first]
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from core.presets import all_presets
-from core.settings import OPTIMIZERS, SCHEDULES, SettingsError, TrainSettings, parse_assignment
+from core.training.presets import all_presets
+from core.training.settings import OPTIMIZERS, SCHEDULES, SettingsError, TrainSettings, parse_assignment
 
 # (field, bad value as it could arrive from JSON or Python, words the message must contain)
 INVALID_VALUES = [

@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from core import data
-from core import spec as specs
-from core.presets import all_presets
-from core.spec import SpecError
+from core.data import datasets as data
+from core.model import network as networks
+from core.model import vocabulary
+from core.model.vocabulary import SpecError
+from core.training.presets import all_presets
 
 OUTPUT = {"kind": "output"}
 
@@ -97,7 +98,7 @@ def test_invalid_specs_are_many_and_distinct():
 def test_invalid_spec_gives_a_sentence_naming_the_layer(network, layer_index, field_name, words):
     untouched = copy.deepcopy(network)
     with pytest.raises(ValueError) as caught:
-        specs.validate(network)
+        networks.validate(network)
     error = caught.value
     message = str(error)
     assert isinstance(error, SpecError)
@@ -120,22 +121,22 @@ def test_invalid_spec_gives_a_sentence_naming_the_layer(network, layer_index, fi
 @pytest.mark.parametrize("case", [INVALID_SPECS[0], INVALID_SPECS[13], INVALID_SPECS[20]], ids=lambda case: case[0])
 def test_build_rejects_what_validate_rejects(case):
     with pytest.raises(SpecError) as caught:
-        specs.build(case[1])
+        networks.build(case[1])
     assert caught.value.layer_index == case[2]
 
 
 def test_unknown_dataset_is_a_spec_error():
     with pytest.raises(SpecError, match="Unknown dataset 'cifar10'"):
-        specs.validate([OUTPUT], dataset="cifar10")
+        networks.validate([OUTPUT], dataset="cifar10")
 
 
 def test_network_just_under_max_parameters_is_accepted():
-    units = (specs.MAX_PARAMETERS - 10) // (784 + 1 + 10)  # the widest dense layer that, with the output, fits
-    summary = specs.validate([dense(units), OUTPUT])
+    units = (networks.MAX_PARAMETERS - 10) // (784 + 1 + 10)  # the widest dense layer that, with the output, fits
+    summary = networks.validate([dense(units), OUTPUT])
     assert summary.total_parameters == units * 785 + units * 10 + 10
-    assert specs.MAX_PARAMETERS - 795 < summary.total_parameters <= specs.MAX_PARAMETERS
+    assert networks.MAX_PARAMETERS - 795 < summary.total_parameters <= networks.MAX_PARAMETERS
     with pytest.raises(SpecError, match="more than the limit"):
-        specs.validate([dense(units + 1), OUTPUT])
+        networks.validate([dense(units + 1), OUTPUT])
 
 
 # ----------------------------------------------------------------------------- shapes and counts
@@ -174,7 +175,7 @@ def _expected_row(layer: dict, shape: tuple[int, ...]) -> tuple[tuple[int, ...],
     if kind == "conv":
         side = (shape[1] + 2 * layer["padding"] - layer["kernel_size"]) // layer["stride"] + 1
         return (layer["filters"], side, side), layer["filters"] * (shape[0] * layer["kernel_size"] ** 2 + 1)
-    if kind in specs.POOL_KINDS:
+    if kind in vocabulary.POOL_KINDS:
         stride = layer["stride"] or layer["size"]
         side = (shape[1] - layer["size"]) // stride + 1
         return (shape[0], side, side), 0
@@ -190,16 +191,16 @@ def _expected_row(layer: dict, shape: tuple[int, ...]) -> tuple[tuple[int, ...],
 
 @pytest.mark.parametrize("network", ALL_SPECS.values(), ids=ALL_SPECS.keys())
 def test_shape_table_agrees_with_a_real_forward_pass(network):
-    summary = specs.validate(network)
-    model = specs.build(network, seed=0).eval()
+    summary = networks.validate(network)
+    model = networks.build(network, seed=0).eval()
     assert len(model) == len(summary.rows) + 1  # Normalize, then one block per spec layer.
     seen: dict[int, tuple[int, ...]] = {}
     for index in range(len(summary.rows)):
         model[index + 1].register_forward_hook(lambda module, inputs, output, index=index: seen.__setitem__(index, tuple(output.shape)))
-    images = torch.rand(3, *specs.INPUT_SHAPE)
+    images = torch.rand(3, *vocabulary.INPUT_SHAPE)
     logits = model(images)
-    assert logits.shape == (3, specs.NUM_CLASSES)
-    shape = specs.INPUT_SHAPE
+    assert logits.shape == (3, vocabulary.NUM_CLASSES)
+    shape = vocabulary.INPUT_SHAPE
     for row, layer in zip(summary.rows, summary.spec["layers"]):
         block = model[row.index + 1]
         assert seen[row.index] == (3, *row.output_shape), f"layer {row.index + 1} ({row.description})"
@@ -212,24 +213,24 @@ def test_shape_table_agrees_with_a_real_forward_pass(network):
 def test_parameter_counts_match_nielsen_chapter_6():
     # Nielsen ch. 6: "20 feature maps ... 20×26 = 520 parameters" for the 5×5 convolution, and a
     # 30-neuron fully connected first layer has "784×30 weights, plus 30 biases, for 23,550".
-    conv_pool = specs.validate(all_presets()["nielsen-2-conv-pool"].network)
+    conv_pool = networks.validate(all_presets()["nielsen-2-conv-pool"].network)
     assert conv_pool.rows[0].parameters == 520
     assert [row.output_shape for row in conv_pool.rows[:2]] == [(20, 24, 24), (20, 12, 12)]
-    assert specs.validate([dense(30), OUTPUT]).rows[0].parameters == 23_550
-    two_conv = specs.validate(all_presets()["nielsen-3-two-conv-pool"].network)
+    assert networks.validate([dense(30), OUTPUT]).rows[0].parameters == 23_550
+    two_conv = networks.validate(all_presets()["nielsen-3-two-conv-pool"].network)
     assert two_conv.rows[3].output_shape == (40, 4, 4)  # network3.py: image_shape=(mini_batch_size, 40, 4, 4)... n_in=40*4*4
 
 
 def test_pytorch_examples_net_has_its_known_size():
     # pytorch/examples mnist/main.py hard-codes nn.Linear(9216, 128); the whole net has 1,199,882 parameters.
-    summary = specs.validate(all_presets()["pytorch-examples-mnist"].network)
+    summary = networks.validate(all_presets()["pytorch-examples-mnist"].network)
     assert math.prod(summary.rows[3].output_shape) == 9216
     assert summary.total_parameters == 1_199_882
 
 
 def test_validate_fills_defaults_and_accepts_a_bare_list():
-    summary = specs.validate([{"kind": "dense"}, {"kind": "output"}])
-    assert summary.spec == {"layers": [specs.default_layer("dense"), specs.default_layer("output")], "normalize": True}
+    summary = networks.validate([{"kind": "dense"}, {"kind": "output"}])
+    assert summary.spec == {"layers": [vocabulary.default_layer("dense"), vocabulary.default_layer("output")], "normalize": True}
     table = summary.table().splitlines()
     assert len(table) == len(summary.rows) + 3  # header, input, one per layer, total
     assert table[-1].rstrip().endswith(f"{summary.total_parameters:,}")
@@ -249,7 +250,7 @@ def _assert_std(tensor: torch.Tensor, expected: float, tolerance: float = 0.05) 
 
 def test_nielsen_init_for_dense_layers_follows_network3():
     # network3.py FullyConnectedLayer: w ~ N(0, sqrt(1/n_out)), b ~ N(0, 1).
-    model = specs.build([dense(4000, init="nielsen"), {"kind": "output", "init": "nielsen"}], seed=1)
+    model = networks.build([dense(4000, init="nielsen"), {"kind": "output", "init": "nielsen"}], seed=1)
     hidden, output = _weighted(model, 0), _weighted(model, 1)
     _assert_std(hidden.weight, math.sqrt(1 / 4000))
     _assert_std(hidden.bias, 1.0)
@@ -268,12 +269,12 @@ def test_nielsen_init_for_dense_layers_follows_network3():
     ids=["conv-then-pool", "conv-then-conv", "conv-activation-pool", "dropout-between"],
 )
 def test_nielsen_init_for_conv_divides_fan_out_by_the_following_pool(network, layer_index, n_out):
-    weight = _weighted(specs.build(network, seed=2), layer_index).weight
+    weight = _weighted(networks.build(network, seed=2), layer_index).weight
     _assert_std(weight, math.sqrt(1 / n_out))
 
 
 def test_nielsen_conv_biases_are_standard_normal():
-    bias = _weighted(specs.build([conv(4096, 1, init="nielsen"), pool(2), OUTPUT], seed=3), 0).bias
+    bias = _weighted(networks.build([conv(4096, 1, init="nielsen"), pool(2), OUTPUT], seed=3), 0).bias
     _assert_std(bias, 1.0)
 
 
@@ -281,7 +282,7 @@ def test_nielsen_conv_biases_are_standard_normal():
 def test_zeros_init_gives_all_zero_weights_and_biases(kind):
     layer = {"dense": dense(50, init="zeros"), "conv": conv(8, 3, init="zeros"), "output": {"kind": "output", "init": "zeros"}}[kind]
     network = [layer] if kind == "output" else [layer, OUTPUT]
-    module = _weighted(specs.build(network, seed=4), 0)
+    module = _weighted(networks.build(network, seed=4), 0)
     assert torch.count_nonzero(module.weight) == 0 and torch.count_nonzero(module.bias) == 0
 
 
@@ -297,7 +298,7 @@ HE_XAVIER_CASES = [
 def test_he_xavier_and_default_init_follow_their_formulas(case, init):
     network, layer_index, fan_in, fan_out = case
     network = [{key: (init if value == "{init}" else value) for key, value in layer.items()} for layer in network]
-    module = _weighted(specs.build(network, seed=5), layer_index)
+    module = _weighted(networks.build(network, seed=5), layer_index)
     if init == "he":  # He et al. 2015: std sqrt(2 / fan_in); biases start at zero.
         _assert_std(module.weight, math.sqrt(2 / fan_in))
         assert torch.count_nonzero(module.bias) == 0
@@ -313,14 +314,14 @@ def test_he_xavier_and_default_init_follow_their_formulas(case, init):
 
 def test_seed_makes_build_repeatable():
     network = all_presets()["nielsen-3-two-conv-pool"].network
-    first, again, other = (specs.build(network, seed=seed).state_dict() for seed in (7, 7, 8))
+    first, again, other = (networks.build(network, seed=seed).state_dict() for seed in (7, 7, 8))
     assert all(torch.equal(first[name], again[name]) for name in first)
     assert not torch.equal(first["1.0.weight"], other["1.0.weight"])
 
 
 def test_weight_parameters_are_conv_and_dense_weights_only():
-    model = specs.build([conv(4, 3), {"kind": "batchnorm"}, dense(10), OUTPUT], seed=0)
-    weights = specs.weight_parameters(model)
+    model = networks.build([conv(4, 3), {"kind": "batchnorm"}, dense(10), OUTPUT], seed=0)
+    weights = networks.weight_parameters(model)
     expected = [_weighted(model, 0).weight, _weighted(model, 2).weight, _weighted(model, 3).weight]
     assert [id(weight) for weight in weights] == [id(weight) for weight in expected]
 
@@ -332,18 +333,18 @@ def test_weight_parameters_are_conv_and_dense_weights_only():
 def test_normalize_standardises_with_the_training_set_statistics(dataset, mnist):
     splits = mnist if dataset == "mnist" else data.load(dataset)
     pixels = torch.cat([splits.train_images, splits.validation_images]).float().div_(255.0)  # all 60,000 training images
-    model = specs.build({"layers": [OUTPUT], "normalize": True}, dataset=dataset)
+    model = networks.build({"layers": [OUTPUT], "normalize": True}, dataset=dataset)
     standardised = model[0](pixels[:, None])
     assert standardised.mean().item() == pytest.approx(0.0, abs=2e-3)
     assert standardised.std().item() == pytest.approx(1.0, abs=2e-3)
-    mean, std = specs.DATASET_STATISTICS[dataset]
-    images = torch.rand(4, *specs.INPUT_SHAPE)
+    mean, std = vocabulary.DATASET_STATISTICS[dataset]
+    images = torch.rand(4, *vocabulary.INPUT_SHAPE)
     torch.testing.assert_close(model[0](images), (images - mean) / std)
 
 
 def test_normalize_false_is_the_identity():
-    model = specs.build({"layers": [OUTPUT], "normalize": False}, dataset="fashion-mnist")
-    images = torch.rand(4, *specs.INPUT_SHAPE)
+    model = networks.build({"layers": [OUTPUT], "normalize": False}, dataset="fashion-mnist")
+    images = torch.rand(4, *vocabulary.INPUT_SHAPE)
     assert torch.equal(model[0](images), images)
 
 
@@ -353,7 +354,7 @@ def test_normalize_false_is_the_identity():
 @pytest.mark.parametrize("size, stride", [(2, 2), (3, 1), (3, 2)])
 def test_l2pool_is_the_root_of_the_sum_of_squares(size, stride):
     inputs = (torch.rand(4, 3, 12, 12) + 0.05).requires_grad_()
-    ours = specs.L2Pool2d(size, stride)(inputs)
+    ours = networks.L2Pool2d(size, stride)(inputs)
     reference = nn.LPPool2d(2, size, stride)(inputs)
     windows = nn.functional.unfold(inputs.detach(), size, stride=stride)  # (N, C·size², windows)
     by_hand = windows.view(4, 3, size * size, -1).pow(2).sum(dim=2).sqrt().view_as(ours)
@@ -366,7 +367,7 @@ def test_l2pool_is_the_root_of_the_sum_of_squares(size, stride):
 
 def test_l2pool_gradient_is_zero_not_nan_on_an_all_zero_input():
     inputs = torch.zeros(2, 3, 8, 8, requires_grad=True)
-    ours, = torch.autograd.grad(specs.L2Pool2d(2, 2)(inputs).sum(), inputs)
+    ours, = torch.autograd.grad(networks.L2Pool2d(2, 2)(inputs).sum(), inputs)
     assert torch.isfinite(ours).all() and torch.count_nonzero(ours) == 0
     # The reason for the epsilon: the naive root of the sum of squares has gradient 0 · ∞ = NaN at zero.
     naive = nn.functional.avg_pool2d(inputs * inputs, 2, 2).mul(4).sqrt()
@@ -375,15 +376,15 @@ def test_l2pool_gradient_is_zero_not_nan_on_an_all_zero_input():
 
 
 def test_l2pool_layer_in_a_built_model_is_l2pool2d():
-    model = specs.build(HAND_MADE_SPECS["l2pool"], seed=0)
-    assert isinstance(model[2][0], specs.L2Pool2d)
+    model = networks.build(HAND_MADE_SPECS["l2pool"], seed=0)
+    assert isinstance(model[2][0], networks.L2Pool2d)
 
 
 # ----------------------------------------------------------------------------- labels and defaults
 
 
 def test_describe_layer_labels():
-    layers = specs.normalize_spec(
+    layers = vocabulary.normalize_spec(
         [
             conv(20, 5, activation="sigmoid"),
             conv(8, 3, stride=2, padding=1),
@@ -396,7 +397,7 @@ def test_describe_layer_labels():
             OUTPUT,
         ]
     )["layers"]
-    assert [specs.describe_layer(layer) for layer in layers] == [
+    assert [vocabulary.describe_layer(layer) for layer in layers] == [
         "conv 20 × 5×5, sigmoid",
         "conv 8 × 3×3, stride 2, pad 1, relu",
         "maxpool 3×3, stride 2",
@@ -411,27 +412,27 @@ def test_describe_layer_labels():
 
 def test_summarize_network_names_the_stack_in_order():
     network = all_presets()["nielsen-2-conv-pool"].network
-    assert specs.summarize_network(network) == "conv 20 × 5×5 → maxpool 2×2 → dense 100 → output softmax 10"
-    assert specs.summarize_network(network["layers"]) == specs.summarize_network(network)
+    assert vocabulary.summarize_network(network) == "conv 20 × 5×5 → maxpool 2×2 → dense 100 → output softmax 10"
+    assert vocabulary.summarize_network(network["layers"]) == vocabulary.summarize_network(network)
     for preset in all_presets().values():
-        parts = specs.summarize_network(preset.network).split(" → ")
+        parts = vocabulary.summarize_network(preset.network).split(" → ")
         assert [part.split()[0] for part in parts] == [layer["kind"] for layer in preset.network["layers"]]
     with pytest.raises(SpecError):
-        specs.summarize_network([dense(0), OUTPUT])
+        vocabulary.summarize_network([dense(0), OUTPUT])
 
 
-@pytest.mark.parametrize("kind", list(specs.LAYER_FIELDS))
+@pytest.mark.parametrize("kind", list(vocabulary.LAYER_FIELDS))
 def test_default_layer_is_complete_and_validates_in_a_small_network(kind):
-    layer = specs.default_layer(kind)
-    assert set(layer) == {"kind", *specs.LAYER_FIELDS[kind]}
-    assert specs.normalize_spec([layer, OUTPUT] if kind != "output" else [layer])["layers"][0] == layer
+    layer = vocabulary.default_layer(kind)
+    assert set(layer) == {"kind", *vocabulary.LAYER_FIELDS[kind]}
+    assert vocabulary.normalize_spec([layer, OUTPUT] if kind != "output" else [layer])["layers"][0] == layer
     network = [layer] if kind == "output" else [layer, OUTPUT]
-    summary = specs.validate(network)
-    assert summary.rows[-1].output_shape == (specs.NUM_CLASSES,)
+    summary = networks.validate(network)
+    assert summary.rows[-1].output_shape == (vocabulary.NUM_CLASSES,)
     layer[next(iter(layer))] = "changed"  # A fresh dict each time: editing it leaves the registry alone.
-    assert specs.default_layer(kind)["kind"] == kind
+    assert vocabulary.default_layer(kind)["kind"] == kind
 
 
 def test_default_layer_rejects_an_unknown_kind():
     with pytest.raises(SpecError, match="Unknown layer kind 'transformer'"):
-        specs.default_layer("transformer")
+        vocabulary.default_layer("transformer")

@@ -17,7 +17,7 @@ import traceback
 
 import pytest
 
-from core.store import METRIC_NAMES, RunNotFound, RunStore
+from core.jobs.store import METRIC_NAMES, RunNotFound, RunStore
 
 SPEC = {"layers": [{"kind": "dense", "units": 30, "activation": "relu"}, {"kind": "output"}], "normalize": True}
 SETTINGS = {"dataset": "mnist", "epochs": 3, "learning_rate": 0.1}

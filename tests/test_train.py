@@ -15,10 +15,15 @@ import math
 import pytest
 import torch
 
-from core import checkpoint, runner
-from core import spec as specs
-from core.settings import OPTIMIZERS, SCHEDULES, TrainSettings
-from core.train import DIVERGED_LOSS, Callbacks, TrainResult, evaluate, penalty, to_device, train
+from core.jobs import runner
+from core.model import network as networks
+from core.training import checkpoint
+from core.training.device import to_device
+from core.training.evaluation import evaluate
+from core.training.loop import Callbacks, TrainResult, train
+from core.training.losses import DIVERGED_LOSS
+from core.training.optim import penalty
+from core.training.settings import OPTIMIZERS, SCHEDULES, TrainSettings
 
 SMALL_NET = [{"kind": "dense", "units": 30, "activation": "relu"}, {"kind": "output"}]
 # Leaky ReLU keeps every unit alive, so a huge learning rate grows the weights geometrically
@@ -166,7 +171,7 @@ def test_every_optimizer_moves_the_weights(small_mnist, optimizer):
     result = train(SMALL_NET, settings, small_mnist, recorder)
     assert_finished(result)
     assert len(recorder.losses) == 3 and all(math.isfinite(loss) for loss in recorder.losses)
-    initial = specs.build(SMALL_NET, seed=1)  # train() seeds the same way before building
+    initial = networks.build(SMALL_NET, seed=1)  # train() seeds the same way before building
     trained = result.model.state_dict()
     for name, tensor in initial.state_dict().items():
         if name.endswith("weight"):
@@ -278,7 +283,7 @@ def weights_by_hand(model: torch.nn.Module) -> list[torch.Tensor]:
 
 
 def test_l2_and_l1_penalties_match_network3():
-    model = specs.build(REGULARISED_NET, seed=0)
+    model = networks.build(REGULARISED_NET, seed=0)
     weights = weights_by_hand(model)
     assert len(weights) == 3  # conv, dense and output; the batch-norm scale is not a weight here
     squares = sum(float((weight.detach().double() ** 2).sum()) for weight in weights)
@@ -310,7 +315,7 @@ def test_one_sgd_step_with_l2_matches_the_update_rule(small_mnist):
     result = train(network, settings, splits)
     assert_finished(result)
 
-    model = specs.build(network, seed=5)  # the weights train() starts from
+    model = networks.build(network, seed=5)  # the weights train() starts from
     images = image.repeat(4, 1, 1).unsqueeze(1).float() / 255.0
     loss = torch.nn.functional.cross_entropy(model(images), label.repeat(4))
     parameters = dict(model.named_parameters())

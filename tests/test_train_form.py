@@ -10,11 +10,12 @@ import re
 import numpy as np
 import pytest
 
-from core import augment, i18n, run_views, train_form
-from core.presets import all_presets
-from core.presets import get as get_preset
-from core.settings import TrainSettings
-from core.store import STATUSES
+from core.data import augment
+from core.jobs.store import STATUSES
+from core.training.presets import all_presets
+from core.training.presets import get as get_preset
+from core.training.settings import TrainSettings
+from core.views import i18n, run_views, train_form
 
 FORM_ONLY_ELSEWHERE = {"loss"}  # one choice only, so the form does not show it
 
@@ -140,7 +141,7 @@ def test_train_and_runs_texts_are_translated():
 
 
 def test_without_a_network_the_train_page_uses_the_default_preset():
-    from core.presets import DEFAULT_PRESET, all_presets
+    from core.training.presets import DEFAULT_PRESET, all_presets
 
     assert train_form.preset_in_use(None, None) == DEFAULT_PRESET
     assert DEFAULT_PRESET in all_presets()

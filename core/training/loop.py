@@ -1,7 +1,8 @@
 """The training engine: a hand-written mini-batch loop over data that stays on the device.
 
-Owns optimisers, learning-rate schedules, L1/L2 penalties, augmentation calls, evaluation,
-early stopping, divergence detection and resumable state. It reports through callbacks and
+Owns the loop itself: the step, augmentation calls, per-epoch evaluation, early stopping,
+divergence detection and resumable state; optimisers and penalties come from
+`core.training.optim`, losses from `core.training.losses`. It reports through callbacks and
 never prints, sleeps, stores files or touches a UI (minGPT's trainer is the model): the
 runner decides what to keep, the pages decide how to show it.
 """
@@ -11,16 +12,19 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from core import spec as specs
-from core.augment import Augmentation, augment
-from core.data import Splits
-from core.device import pick_device
-from core.settings import TrainSettings
+from core.data.augment import Augmentation, augment
+from core.data.datasets import Splits
+from core.model import network as networks
+from core.training.device import pick_device, to_device, training_data
+from core.training.evaluation import evaluate
+from core.training.losses import DIVERGED_LOSS, LOSSES
+from core.training.optim import make_optimizer, make_scheduler, penalty
+from core.training.settings import TrainSettings
 
 
 @dataclass
@@ -142,129 +146,6 @@ def _to_cpu(value: Any) -> Any:
     return value
 
 
-# A mean log-likelihood loss starts near ln 10 ≈ 2.3; one above this has blown up even if it
-# is still finite (a ReLU net at η = 100 reaches 1e14 before it overflows).
-DIVERGED_LOSS = 1e4
-
-# ----------------------------------------------------------------------------- losses
-
-# The loss is pluggable: classification now, reconstruction (autoencoders) later. Each takes
-# the model's output and the batch's targets and returns a scalar mean loss.
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    # Softmax + log-likelihood (Nielsen ch. 3/6): cross-entropy on logits does both at once.
-    "log_likelihood": nn.functional.cross_entropy,
-}
-
-
-# ----------------------------------------------------------------------------- optimisers and schedules
-
-
-def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    parameters = model.parameters()
-    rate = settings.learning_rate
-    name = settings.optimizer
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=rate)
-    if name in ("momentum", "nesterov"):
-        return torch.optim.SGD(parameters, lr=rate, momentum=settings.momentum, nesterov=name == "nesterov")
-    if name == "adagrad":
-        return torch.optim.Adagrad(parameters, lr=rate)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=rate)
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=rate, betas=(settings.beta1, settings.beta2))
-    if name == "adamw":
-        return torch.optim.AdamW(parameters, lr=rate, betas=(settings.beta1, settings.beta2), weight_decay=settings.weight_decay)
-    if name == "adadelta":
-        return torch.optim.Adadelta(parameters, lr=rate)
-    raise ValueError(f"Unknown optimizer {name!r}.")
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, total_steps: int) -> Any:
-    """Per-epoch schedules step at each epoch's end; one-cycle steps every batch."""
-    name = settings.schedule
-    if name == "constant":
-        return None
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.step_epochs, gamma=settings.gamma)
-    if name == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=settings.gamma)
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
-    if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate, total_steps=max(total_steps, 2))
-    if name == "halve_on_plateau":
-        # Nielsen ch. 3 suggests halving η when validation accuracy stops improving. PyTorch halves
-        # only once more than `patience` epochs went without improvement, hence the - 1; threshold 0
-        # makes "improvement" mean strictly better, as for early stopping.
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=0.5, patience=settings.plateau_patience - 1, threshold=0.0
-        )
-    raise ValueError(f"Unknown schedule {name!r}.")
-
-
-def penalty(model: nn.Module, settings: TrainSettings, batches_per_epoch: int) -> torch.Tensor | float:
-    """network3.py's regulariser: 0.5·λ·Σw² / batches (+ λ₁·Σ|w| / batches), on weights only.
-
-    Dividing by the number of mini-batches spreads the penalty over an epoch, so λ means the
-    same thing whatever the batch size (Nielsen ch. 6).
-    """
-    if settings.l2 == 0 and settings.l1 == 0:
-        return 0.0
-    weights = specs.weight_parameters(model)
-    total = 0.0
-    if settings.l2:
-        total = total + 0.5 * settings.l2 * sum((weight * weight).sum() for weight in weights) / batches_per_epoch
-    if settings.l1:
-        total = total + settings.l1 * sum(weight.abs().sum() for weight in weights) / batches_per_epoch
-    return total
-
-
-# ----------------------------------------------------------------------------- data on the device
-
-
-@dataclass
-class DeviceData:
-    """A split's images (N, 1, 28, 28) uint8 and labels (N,) int64, already on the device."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images = self.images[indices].float().div_(255.0)  # (B, 1, 28, 28) in [0, 1]
-        return images, self.labels[indices]
-
-
-def to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> DeviceData:
-    return DeviceData(images.unsqueeze(1).to(device), labels.to(device))
-
-
-def training_data(splits: Splits, settings: TrainSettings, device: torch.device) -> DeviceData:
-    images, labels = splits.train_images, splits.train_labels
-    if settings.train_subset:
-        images, labels = images[: settings.train_subset], labels[: settings.train_subset]
-    return to_device(images, labels, device)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 2000, loss_name: str = "log_likelihood") -> tuple[float, float]:
-    """Mean loss and accuracy of `model` on `data`, in eval mode (dropout off, batch-norm frozen)."""
-    was_training = model.training
-    model.eval()
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(data), batch_size):
-        indices = torch.arange(start, min(start + batch_size, len(data)), device=data.labels.device)
-        images, labels = data.batch(indices)
-        logits = model(images).float()
-        total_loss += LOSSES[loss_name](logits, labels, reduction="sum").item()
-        correct += (logits.argmax(dim=1) == labels).sum().item()
-    model.train(was_training)
-    return total_loss / max(len(data), 1), correct / max(len(data), 1)
-
-
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -284,7 +165,7 @@ def train(
     callbacks = callbacks or Callbacks()
     device = pick_device(settings.device)
     torch.manual_seed(settings.seed)
-    model = specs.build(network, settings.dataset).to(device)
+    model = networks.build(network, settings.dataset).to(device)
     use_cuda = device.type == "cuda"
     # Channels-last lets oneDNN (CPU) and cuDNN (GPU) run convolutions without layout
     # conversions: 1.1-1.6x more images/s for the book's conv nets on a 2-core CPU.

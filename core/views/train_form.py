@@ -18,11 +18,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from core import augment, data
-from core import spec as specs
-from core.presets import DEFAULT_PRESET
-from core.presets import get as get_preset
-from core.settings import DEVICES, OPTIMIZERS, SCHEDULES, SettingsError, TrainSettings
+from core.data import augment, datasets
+from core.model import network as networks
+from core.model import vocabulary
+from core.training.presets import DEFAULT_PRESET
+from core.training.presets import get as get_preset
+from core.training.settings import DEVICES, OPTIMIZERS, SCHEDULES, SettingsError, TrainSettings
 
 AUGMENTATION_FIELDS = ("shift_pixels", "rotation_degrees", "scale", "skew", "elastic_alpha", "elastic_sigma")
 
@@ -153,14 +154,14 @@ def check_network(spec: dict, dataset: str) -> tuple[int, str]:
 def _check_network(spec_json: str, dataset: str) -> tuple[int, str]:
     # Validation runs a dummy forward pass; the page asks on every rerun, so remember the answer.
     try:
-        return specs.validate(json.loads(spec_json), dataset).total_parameters, ""
-    except specs.SpecError as error:
+        return networks.validate(json.loads(spec_json), dataset).total_parameters, ""
+    except vocabulary.SpecError as error:
         return 0, str(error)
 
 
 def dropout_layers(spec: dict) -> list[tuple[int, float]]:
     """(0-based layer index, p) of every dropout layer in the spec, in order."""
-    default_p = specs.LAYER_FIELDS["dropout"]["p"].default
+    default_p = vocabulary.LAYER_FIELDS["dropout"]["p"].default
     layers = spec.get("layers", []) if isinstance(spec, dict) else spec
     return [(index, float(layer.get("p", default_p))) for index, layer in enumerate(layers) if layer.get("kind") == "dropout"]
 
@@ -195,7 +196,7 @@ def augmentation_preview(dataset: str, values: dict[str, Any], rows: int = 4, co
     """
     augmentation = augmentation_of(values)
     augmentation.validate()
-    images = data.load(dataset).validation_images[:rows].float() / 255.0  # (rows, 28, 28)
+    images = datasets.load(dataset).validation_images[:rows].float() / 255.0  # (rows, 28, 28)
     grid = augment.preview(images, augmentation, copies=copies, seed=seed)  # (rows, copies, 28, 28)
     padded = torch.nn.functional.pad(grid, (1, 1, 1, 1), value=0.5)  # (rows, copies, 30, 30)
     mosaic = padded.permute(0, 2, 1, 3).reshape(rows * padded.shape[2], copies * padded.shape[3])

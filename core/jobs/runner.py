@@ -15,12 +15,14 @@ import traceback
 
 import torch
 
-from core import checkpoint, data
-from core import spec as specs
-from core.device import describe, pick_device
-from core.settings import TrainSettings
-from core.store import RunStore
-from core.train import Callbacks, EpochMetrics, Progress, TrainingState, train
+from core.data import datasets
+from core.jobs.store import RunStore
+from core.model import network as networks
+from core.model import vocabulary
+from core.training import checkpoint
+from core.training.device import describe, pick_device
+from core.training.loop import Callbacks, EpochMetrics, Progress, TrainingState, train
+from core.training.settings import TrainSettings
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes, so 30 browsers polling see it move
 HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeats
@@ -114,7 +116,7 @@ def execute(store: RunStore, run_id: int, resume: bool = False) -> str:
     callbacks = None
     try:
         settings = TrainSettings.from_dict(run.settings)
-        network = specs.normalize_spec(run.spec)
+        network = vocabulary.normalize_spec(run.spec)
         resume_state = checkpoint.load_resume_state(store.resume_state_path(run_id)) if resume else None
         epochs_kept = len(resume_state["history"]) if resume_state else 0
         store.truncate_metrics(run_id, epochs_kept)
@@ -122,7 +124,7 @@ def execute(store: RunStore, run_id: int, resume: bool = False) -> str:
         for metrics in resume_state["history"] if resume_state else []:
             if metrics["epoch"] not in recorded:  # Stopped between saving the state and recording the epoch.
                 store.record_epoch(run_id, metrics)
-        parameters = specs.validate(network, settings.dataset).total_parameters
+        parameters = networks.validate(network, settings.dataset).total_parameters
         store.update(
             run_id,
             status="running",
@@ -138,7 +140,7 @@ def execute(store: RunStore, run_id: int, resume: bool = False) -> str:
         )
         callbacks = StoreCallbacks(store, run_id, network, settings, parameters)
         callbacks.oom_at_step = _injected_oom_step(run.name)
-        splits = data.load(settings.dataset, full_train=settings.full_train)
+        splits = datasets.load(settings.dataset, full_train=settings.full_train)
         result = train(network, settings, splits, callbacks, resume_state=resume_state)
         status, message = result.status, result.message
     except BaseException as error:  # Every failure ends as a status with a message, never a lost run.

@@ -25,6 +25,8 @@ from typing import BinaryIO, Callable
 import numpy as np
 import torch
 
+from core.errors import LayerLabError
+
 DATASET_NAMES = ("mnist", "fashion-mnist")
 
 # The four files of each dataset, in the original IDX format (LeCun et al., 1998).
@@ -87,10 +89,10 @@ FIX_HINTS = {
     "fashion-mnist": "run `sudo apt-get install dataset-fashion-mnist` and rerun `make data`",
 }
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-class DataError(RuntimeError):
+class DataError(LayerLabError, RuntimeError):
     """A dataset could not be fetched, or its files do not match their checksums."""
 
 

@@ -11,7 +11,7 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.i18n import translate
+from core.views.i18n import translate
 
 # ----------------------------------------------------------------------------- network diagram (Build page)
 

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from core.errors import LayerLabError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Statuses a run moves through; the last five are final until a resume.
 STATUSES = ("queued", "running", "succeeded", "diverged", "failed", "cancelled", "interrupted")
 FINISHED = ("succeeded", "diverged", "failed", "cancelled", "interrupted")
@@ -74,7 +76,7 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 """
 
 
-class RunNotFound(LookupError):
+class RunNotFound(LayerLabError, LookupError):
     pass
 
 

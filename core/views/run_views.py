@@ -15,9 +15,9 @@ import math
 import time
 from dataclasses import dataclass
 
-from core import spec as specs
-from core.i18n import translate
-from core.store import METRIC_NAMES, Run
+from core.jobs.store import METRIC_NAMES, Run
+from core.model import vocabulary
+from core.views.i18n import translate
 
 # Statuses that `JobService.resume` accepts; it also needs one finished epoch (the resume state).
 RESUMABLE = ("interrupted", "cancelled", "failed")
@@ -117,7 +117,7 @@ def resumable(run: Run) -> bool:
 def network_summary(spec: dict) -> str:
     """The runs table's one-line network description; a spec the builder rejects shows as '?'."""
     try:
-        return specs.summarize_network(spec)
+        return vocabulary.summarize_network(spec)
     except ValueError:
         return "?"
 
@@ -129,7 +129,8 @@ def owned_by(runs: list[Run], owner: str) -> list[Run]:
 
 def _in_percent(fraction: float | None) -> float:
     """An accuracy in percent; NaN (an empty cell in a number column) when there is none yet."""
-    return math.nan if fraction is None else fraction * 100
+    # Rounded to the table's two decimals: 0.9624 * 100 is 96.24000000000001 in binary floating point.
+    return math.nan if fraction is None else round(fraction * 100, 2)
 
 
 def table_rows(runs: list[Run], language: str = "en", now: float | None = None) -> list[dict]:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from core.settings import TrainSettings
+from core.training.settings import TrainSettings
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "assets" / "presets"
+PRESET_DIR = Path(__file__).resolve().parents[2] / "assets" / "presets"
 # The network a new session starts with and the Train page falls back on: Nielsen ch. 6's first conv net.
 DEFAULT_PRESET = "nielsen-2-conv-pool"
 

@@ -20,7 +20,9 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
-from core import spec as specs
+from core.errors import LayerLabError
+from core.model import network as networks
+from core.model import vocabulary
 
 # A stack longer than this is no longer something a learner edits by hand.
 MAX_LAYERS = 40
@@ -36,7 +38,7 @@ WEIGHTED_KINDS = ("dense", "conv", "output")
 LINEAR_KINDS = ("avgpool", "dropout", "batchnorm", "flatten")
 
 
-class LoadError(ValueError):
+class LoadError(LayerLabError, ValueError):
     """A file or link that does not hold a network; `reason` names the problem for translation.
 
     Reasons: "too_large", "not_text", "not_json", "not_link", "not_network".
@@ -89,7 +91,7 @@ def insert_layer(layers: list[dict], kind: str, position: int | None = None) -> 
     """
     if len(layers) >= MAX_LAYERS:
         raise ValueError(f"A network can have at most {MAX_LAYERS} layers here.")
-    layer = {**specs.default_layer(kind), "uid": new_uid()}
+    layer = {**vocabulary.default_layer(kind), "uid": new_uid()}
     if position is None:
         ends_with_output = bool(layers) and layers[-1]["kind"] == "output"
         position = len(layers) - 1 if ends_with_output and kind != "output" else len(layers)
@@ -112,7 +114,7 @@ def remove_layer(layers: list[dict], uid: str) -> list[dict]:
 
 def update_field(layer: dict, name: str, value: Any) -> dict:
     """A copy of `layer` with one field changed; only fields of its kind are allowed."""
-    if name not in specs.LAYER_FIELDS[layer["kind"]]:
+    if name not in vocabulary.LAYER_FIELDS[layer["kind"]]:
         raise KeyError(f"{layer['kind']} layers have no field {name!r}.")
     return {**layer, name: value}
 
@@ -151,21 +153,21 @@ def check_editable(spec: Any) -> dict:
 
 def _editable_layer(index: int, layer: Any) -> dict:
     where = f"Layer {index + 1}"
-    if not isinstance(layer, dict) or layer.get("kind") not in specs.LAYER_FIELDS:
+    if not isinstance(layer, dict) or layer.get("kind") not in vocabulary.LAYER_FIELDS:
         kind = layer.get("kind") if isinstance(layer, dict) else layer
-        raise LoadError("not_network", f"{where} has an unknown kind {kind!r}. Known kinds: {', '.join(specs.LAYER_FIELDS)}.")
-    fields = specs.LAYER_FIELDS[layer["kind"]]
+        raise LoadError("not_network", f"{where} has an unknown kind {kind!r}. Known kinds: {', '.join(vocabulary.LAYER_FIELDS)}.")
+    fields = vocabulary.LAYER_FIELDS[layer["kind"]]
     extra = set(layer) - set(fields) - {"kind"}
     if extra:
         raise LoadError("not_network", f"{where} ({layer['kind']}) has no field(s) {', '.join(sorted(extra))}.")
-    result = specs.default_layer(layer["kind"])
+    result = vocabulary.default_layer(layer["kind"])
     for name, field in fields.items():
         if name in layer:
             result[name] = _editable_value(f"{where} ({layer['kind']}): '{name}'", layer[name], field)
     return result
 
 
-def _editable_value(label: str, value: Any, field: specs.Field) -> Any:
+def _editable_value(label: str, value: Any, field: vocabulary.Field) -> Any:
     if value is None and field.optional:
         return None
     if field.choices is not None:
@@ -246,8 +248,8 @@ def share_url(base_url: str | None, spec: dict, language: str) -> str:
 class Checked:
     """What the page shows: rows for every layer when valid, else the valid rows before the error."""
 
-    summary: specs.Summary
-    error: specs.SpecError | None
+    summary: networks.Summary
+    error: vocabulary.SpecError | None
 
     @property
     def valid(self) -> bool:
@@ -258,12 +260,12 @@ def check(spec: dict) -> Checked:
     """Validate `spec`; on error keep the shape rows of the layers before the offending one."""
     spec = to_spec(spec)
     try:
-        return Checked(specs.validate(spec), None)
-    except specs.SpecError as error:
-        return Checked(specs.Summary(spec=spec, rows=_rows_before(spec, error)), error)
+        return Checked(networks.validate(spec), None)
+    except vocabulary.SpecError as error:
+        return Checked(networks.Summary(spec=spec, rows=_rows_before(spec, error)), error)
 
 
-def _rows_before(spec: dict, error: specs.SpecError) -> list[specs.LayerRow]:
+def _rows_before(spec: dict, error: vocabulary.SpecError) -> list[networks.LayerRow]:
     layers = spec["layers"]
     if error.layer_index is None or not layers:
         return []
@@ -274,15 +276,15 @@ def _rows_before(spec: dict, error: specs.SpecError) -> list[specs.LayerRow]:
     # A prefix without its output layer is not a whole network: lend it one, then drop its row.
     lent = not any(layer.get("kind") == "output" for layer in prefix)
     try:
-        rows = specs.validate({**spec, "layers": [*prefix, {"kind": "output"}] if lent else prefix}).rows
-    except specs.SpecError:
+        rows = networks.validate({**spec, "layers": [*prefix, {"kind": "output"}] if lent else prefix}).rows
+    except vocabulary.SpecError:
         return []
     return rows[:-1] if lent else rows
 
 
 def layer_label(layer: dict) -> str:
     """The details after a layer's kind, e.g. '20 × 5×5, sigmoid' for a conv layer ('' when none)."""
-    described = specs.describe_layer(layer)
+    described = vocabulary.describe_layer(layer)
     return described[len(layer["kind"]) :].strip() if described.startswith(layer["kind"]) else described
 
 
@@ -295,7 +297,7 @@ def output_size(size: int, kernel_size: int, padding: int = 0, stride: int = 1) 
     return (size + 2 * padding - kernel_size) // stride + 1
 
 
-def layer_numbers(layer: dict, input_shape: tuple[int, ...], row: specs.LayerRow) -> dict[str, Any]:
+def layer_numbers(layer: dict, input_shape: tuple[int, ...], row: networks.LayerRow) -> dict[str, Any]:
     """The numbers a layer's explanation quotes, all taken from the spec and the validated row."""
     numbers: dict[str, Any] = {
         "input": format_shape(input_shape),
@@ -311,7 +313,7 @@ def layer_numbers(layer: dict, input_shape: tuple[int, ...], row: specs.LayerRow
             filters=layer["filters"], kernel=kernel, stride=layer["stride"], padding=layer["padding"], size=input_shape[1],
             out=row.output_shape[1], weights_per_map=f"{kernel * kernel * channels:,}",
         )
-    elif layer["kind"] in specs.POOL_KINDS:
+    elif layer["kind"] in vocabulary.POOL_KINDS:
         stride = layer["stride"] if layer["stride"] is not None else layer["size"]
         numbers.update(window=layer["size"], stride=stride, size=input_shape[1], out=row.output_shape[1])
     elif layer["kind"] in ("dense", "output"):
@@ -342,12 +344,12 @@ class SharedWeightsExample:
 @lru_cache(maxsize=None)
 def shared_weights_example(maps: int = 20, kernel_size: int = 5, units: int = 30) -> SharedWeightsExample:
     """Both parameter counts come from validating two one-layer networks, not from arithmetic."""
-    conv = specs.validate([{"kind": "conv", "filters": maps, "kernel_size": kernel_size}, {"kind": "output"}]).rows[0]
-    dense = specs.validate([{"kind": "dense", "units": units}, {"kind": "output"}]).rows[0]
+    conv = networks.validate([{"kind": "conv", "filters": maps, "kernel_size": kernel_size}, {"kind": "output"}]).rows[0]
+    dense = networks.validate([{"kind": "dense", "units": units}, {"kind": "output"}]).rows[0]
     return SharedWeightsExample(
         maps=maps, kernel_size=kernel_size, conv_parameters=conv.parameters, units=units,
-        inputs=math.prod(specs.INPUT_SHAPE), dense_parameters=dense.parameters,
-        image_size=specs.INPUT_SHAPE[1], hidden_size=conv.output_shape[1],
+        inputs=math.prod(vocabulary.INPUT_SHAPE), dense_parameters=dense.parameters,
+        image_size=vocabulary.INPUT_SHAPE[1], hidden_size=conv.output_shape[1],
     )
 
 

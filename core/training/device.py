@@ -1,14 +1,19 @@
-"""Which accelerator to train on: CUDA, then Apple's MPS, then the CPU.
+"""Which accelerator to train on (CUDA, then Apple's MPS, then the CPU) and the data that lives there.
 
-Owns device choice and a human-readable description of it. It knows nothing about models
-or training.
+Owns device choice, a human-readable description of it, and a split's images and labels
+moved to the device once, so training and evaluation never copy them per batch. It knows
+nothing about models or the loop.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
+
+from core.data.datasets import Splits
+from core.training.settings import TrainSettings
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -43,3 +48,29 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS has no sched_getaffinity.
         return os.cpu_count() or 1
+
+
+@dataclass
+class DeviceData:
+    """A split's images (N, 1, 28, 28) uint8 and labels (N,) int64, already on the device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self.images[indices].float().div_(255.0)  # (B, 1, 28, 28) in [0, 1]
+        return images, self.labels[indices]
+
+
+def to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> DeviceData:
+    return DeviceData(images.unsqueeze(1).to(device), labels.to(device))
+
+
+def training_data(splits: Splits, settings: TrainSettings, device: torch.device) -> DeviceData:
+    images, labels = splits.train_images, splits.train_labels
+    if settings.train_subset:
+        images, labels = images[: settings.train_subset], labels[: settings.train_subset]
+    return to_device(images, labels, device)

@@ -13,12 +13,14 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from core.errors import LayerLabError
+
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adadelta")
 SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle", "halve_on_plateau")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-class SettingsError(ValueError):
+class SettingsError(LayerLabError, ValueError):
     """An impossible training setting; `field_name` names it."""
 
     def __init__(self, message: str, field_name: str | None = None):

@@ -12,7 +12,7 @@ import string
 from functools import lru_cache
 from pathlib import Path
 
-CATALOG_DIR = Path(__file__).resolve().parent.parent / "assets" / "i18n"
+CATALOG_DIR = Path(__file__).resolve().parents[2] / "assets" / "i18n"
 LANGUAGES = {"en": "English", "ko": "한국어"}
 DEFAULT_LANGUAGE = "en"
 

@@ -20,13 +20,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from core import spec as specs
-from core.settings import TrainSettings
+from core.errors import LayerLabError
+from core.model import network as networks
+from core.training.settings import TrainSettings
 
 FORMAT = "layerlab-checkpoint-1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LayerLabError, ValueError):
     """A checkpoint that is missing, damaged, tampered with or not LayerLab's."""
 
 
@@ -94,7 +95,7 @@ def load(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dic
     tensors, metadata = read(path)
     try:
         settings = TrainSettings.from_dict(metadata["settings"])
-        model = specs.build(metadata["spec"], settings.dataset)
+        model = networks.build(metadata["spec"], settings.dataset)
         model.load_state_dict(tensors, strict=True)
     except (ValueError, RuntimeError) as error:
         raise CheckpointError(f"{Path(path).name} does not match the network it describes: {error}") from None

@@ -1,0 +1,157 @@
+"""The job service: background training that outlives browsers, shared by every user.
+
+Owns the narrow interface that pages and the CLI use — `submit`, `cancel`, `resume`,
+`run` (status and metrics come from the run store) — and the embedded executor behind it:
+one scheduler process per runs directory that starts each run in its own worker process
+(spawn context, as CUDA requires), so a crash, a segfault or an out-of-memory error in one
+run cannot take down the app or other runs. A cluster backend replaces `Scheduler._launch`
+and nothing above it; `docs/jobs.md` shows one with Ray. It knows nothing of training
+itself (`core.jobs.runner` does) or of the UI, and imports no torch: listing, cancelling and
+resuming runs answer at once; only `submit` and `run_here` load the model code.
+
+How a run moves: `submit` stores it as `queued`; the scheduler claims queued runs oldest
+first while fewer than the limit are running, and the worker marks it `running`, writes
+progress, heartbeats and metrics, and ends it `succeeded`, `diverged`, `failed` or
+`cancelled`. A worker that dies, or a service that stops, leaves the run `interrupted`
+with its finished epochs and checkpoints; `resume` queues it to continue from there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from core.jobs.liveness import reconcile
+from core.jobs.locks import held, scheduler_pid, scheduler_running, start_lock_path
+from core.jobs.store import FINISHED, Run, RunStore
+from core.training.settings import TrainSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+START_TIMEOUT_SECONDS = 30.0  # how long `ensure_scheduler` waits for a new scheduler to take its lock
+
+
+class JobService:
+    """submit / cancel / resume / run: the only interface pages and the CLI use for training."""
+
+    def __init__(self, store: RunStore | None = None):
+        self.store = store or RunStore()
+
+    def submit(self, network: dict, settings: TrainSettings, owner: str = "", name: str = "") -> int:
+        """Validate and queue a run; returns its id. Raises SpecError/SettingsError for bad input."""
+        from core.model import network as networks  # torch: only a submission needs shapes
+
+        settings.validate()
+        summary = networks.validate(network, settings.dataset)
+        return self.store.create(
+            summary.spec, settings.to_dict(), name=name, owner=owner, status="queued", parameters=summary.total_parameters
+        )
+
+    def cancel(self, run_id: int) -> str:
+        """Cancel a queued run at once, or ask a running one to stop; returns "cancelled", "cancelling" or the final status.
+
+        A running run stops within 2 s when a scheduler serves it, keeping its finished epochs and best checkpoint.
+        """
+        if self.store.transition(run_id, ("queued",), status="cancelled", message="Cancelled before it started.", finished_at=time.time()):
+            return "cancelled"
+        run = self.store.get(run_id, with_metrics=False)
+        if run.status != "running":
+            return run.status
+        self.store.request_cancel(run_id)
+        reconcile(self.store)  # A run whose worker is already gone ends now.
+        status = self.store.get(run_id, with_metrics=False).status
+        return "cancelling" if status == "running" else status
+
+    def resume(self, run_id: int) -> None:
+        """Queue an interrupted, cancelled or failed run to continue after its last finished epoch."""
+        run = self.store.get(run_id, with_metrics=False)
+        if run.status not in ("interrupted", "cancelled", "failed"):
+            raise ValueError(f"Run {run_id} is {run.status}; only interrupted, cancelled or failed runs can be resumed.")
+        if not self.store.resume_state_path(run_id).is_file():
+            raise ValueError(f"Run {run_id} never finished an epoch, so there is nothing to resume. Train it again instead.")
+        self.store.transition(
+            run_id, ("interrupted", "cancelled", "failed"), status="queued", resume_requested=1, cancel_requested=0, message=""
+        )
+
+    def run(self, run_id: int) -> Run:
+        """The run with its metrics; a `running` run whose worker is gone is first marked interrupted."""
+        run = self.store.get(run_id)
+        if run.status == "running" and run_id in reconcile(self.store):
+            run = self.store.get(run_id)
+        return run
+
+    def runs(self, owner: str | None = None) -> list[Run]:
+        reconcile(self.store)
+        return self.store.list(owner=owner)
+
+    def queue_position(self, run_id: int) -> int | None:
+        """1 for the next run to start; None when the run is not queued. The scheduler starts runs in this order."""
+        queued = [run.id for run in reversed(self.store.list(status="queued"))]
+        return queued.index(run_id) + 1 if run_id in queued else None
+
+    def run_here(self, run_id: int, poll: Callable[[], None] | None = None) -> str:
+        """Train a queued run in this process (the CLI's foreground `train`), calling `poll` twice a second.
+
+        Ctrl-C cancels the run cleanly; its finished epochs are kept.
+        """
+        if not self.store.transition(run_id, ("queued",), status="running", started_at=time.time(), heartbeat_at=time.time()):
+            raise ValueError(f"Run {run_id} is not queued any more.")
+        from core.jobs import runner  # torch: only training here needs it
+
+        outcome: dict[str, str] = {}
+        thread = threading.Thread(target=lambda: outcome.update(status=runner.execute(self.store, run_id)), daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(0.5)
+                if poll:
+                    poll()
+        except KeyboardInterrupt:
+            self.store.request_cancel(run_id)
+            thread.join()
+        return outcome.get("status", self.store.get(run_id, with_metrics=False).status)
+
+    def ensure_scheduler(self) -> bool:
+        """Start a background scheduler for this runs directory unless one serves it; True when this call started one.
+
+        Callers take turns on a start lock, and each waits until the scheduler it started holds the
+        directory's lock, so two browser sessions (or the app and the CLI) never start two.
+        The scheduler logs to `<runs dir>/scheduler.log` and exits after IDLE_EXIT_SECONDS idle.
+        """
+        with held(start_lock_path(self.store)):
+            if scheduler_running(self.store):
+                return False
+            with open(self.store.directory / "scheduler.log", "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "core", "scheduler", "--exit-when-idle"],
+                    cwd=PROJECT_ROOT,
+                    env={**os.environ, "LAYERLAB_RUNS": str(self.store.directory)},
+                    stdout=log,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # Outlives the app process that started it, and its Ctrl-C.
+                )
+            # Reap it when it exits, so an idle-exited scheduler does not linger as a zombie.
+            threading.Thread(target=process.wait, name="scheduler-reaper", daemon=True).start()
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while time.monotonic() < deadline and process.poll() is None and scheduler_pid(self.store) != process.pid:
+                time.sleep(0.05)
+            return True
+
+
+
+def wait_for(store: RunStore, run_id: int, timeout: float = 600.0, statuses: tuple[str, ...] = FINISHED) -> Run:
+    """Block until run `run_id` reaches one of `statuses` (tests and scripts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = store.get(run_id, with_metrics=False)
+        if run.status in statuses:
+            return store.get(run_id)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Run {run_id} did not reach {statuses} within {timeout} s (it is {run.status}).")
+        time.sleep(0.1)

@@ -1,0 +1,228 @@
+"""The layer vocabulary: which layer kinds exist, their fields with bounds, and the structural checks.
+
+A network is data (a JSON list of layers). This module owns the registry of layer kinds and
+their fields (each field's type, default and limits are declared once, here, and every check,
+form and editor reads them from here), the structural validation of a spec (kinds, fields,
+types, bounds, order) with errors a learner can act on, and the short labels the tables and
+summaries show. It imports no torch, so the CLI and the run lists can use it instantly;
+shapes, parameter counts and the builder are in `core.model.network`.
+
+A spec looks like this (Nielsen ch. 6, the 98.78% network):
+
+    {"layers": [
+        {"kind": "conv", "filters": 20, "kernel_size": 5, "activation": "sigmoid", "init": "nielsen"},
+        {"kind": "maxpool", "size": 2},
+        {"kind": "dense", "units": 100, "activation": "sigmoid", "init": "nielsen"},
+        {"kind": "output", "init": "zeros"}],
+     "normalize": false}
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import LayerLabError
+
+# Input shape and class count per dataset; both datasets are 28x28 grey with 10 classes.
+INPUT_SHAPE = (1, 28, 28)
+NUM_CLASSES = 10
+# Mean and standard deviation of the training pixels in [0, 1], used when normalize is on.
+DATASET_STATISTICS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
+# A network above this many parameters would not fit a classroom GPU shared by 30 people.
+ACTIVATION_NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "linear")
+INITS = ("default", "nielsen", "zeros", "xavier", "he")
+
+
+class SpecError(LayerLabError, ValueError):
+    """A spec that cannot be built; `layer_index` is the 0-based offending layer, or None."""
+
+    def __init__(self, message: str, layer_index: int | None = None, field_name: str | None = None):
+        super().__init__(message)
+        self.layer_index = layer_index
+        self.field_name = field_name
+
+
+@dataclass(frozen=True)
+class Field:
+    """One editable field of a layer kind: its type, default, bounds and allowed values."""
+
+    type: type
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    below_maximum: bool = False  # True when the maximum itself is not allowed (dropout p < 1).
+    optional: bool = False  # True when None is allowed (pool stride None = same as size).
+
+
+ACTIVATION_FIELD = Field(str, "relu", choices=ACTIVATION_NAMES)
+INIT_FIELD = Field(str, "default", choices=INITS)
+POOL_FIELDS = {"size": Field(int, 2, 1, 28), "stride": Field(int, None, 1, 28, optional=True)}
+
+# The registry: layer kind -> its fields. Builders are below, in `_build_block`.
+LAYER_FIELDS: dict[str, dict[str, Field]] = {
+    "dense": {"units": Field(int, 100, 1, 100_000), "activation": ACTIVATION_FIELD, "init": INIT_FIELD},
+    "conv": {
+        "filters": Field(int, 20, 1, 4096),
+        "kernel_size": Field(int, 5, 1, 28),
+        "stride": Field(int, 1, 1, 28),
+        "padding": Field(int, 0, 0, 14),
+        "activation": ACTIVATION_FIELD,
+        "init": INIT_FIELD,
+    },
+    "maxpool": POOL_FIELDS,
+    "avgpool": POOL_FIELDS,
+    "l2pool": POOL_FIELDS,
+    "dropout": {"p": Field(float, 0.5, 0.0, 1.0, below_maximum=True)},
+    "batchnorm": {},
+    "activation": {"activation": ACTIVATION_FIELD},
+    "flatten": {},
+    "output": {"init": INIT_FIELD},
+}
+IMAGE_KINDS = ("conv", "maxpool", "avgpool", "l2pool")
+POOL_KINDS = ("maxpool", "avgpool", "l2pool")
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    return " × ".join(str(size) for size in shape)
+
+
+def describe_layer(layer: dict) -> str:
+    """A short human label such as 'conv 20 × 5×5, sigmoid' or 'dense 100, relu'."""
+    kind = layer["kind"]
+    if kind == "dense":
+        return f"dense {layer['units']}, {layer['activation']}"
+    if kind == "conv":
+        k = layer["kernel_size"]
+        extra = "".join(
+            [f", stride {layer['stride']}" if layer["stride"] != 1 else "", f", pad {layer['padding']}" if layer["padding"] else ""]
+        )
+        return f"conv {layer['filters']} × {k}×{k}{extra}, {layer['activation']}"
+    if kind in POOL_KINDS:
+        size = layer["size"]
+        stride = layer["stride"] if layer["stride"] is not None else size
+        return f"{kind} {size}×{size}" + (f", stride {stride}" if stride != size else "")
+    if kind == "dropout":
+        return f"dropout p={layer['p']:g}"
+    if kind == "activation":
+        return layer["activation"]
+    if kind == "output":
+        return f"output softmax {NUM_CLASSES}"
+    return kind
+
+
+def summarize_network(spec: dict | list) -> str:
+    """One line naming the stack, for the runs table: 'conv 20 × 5×5 → maxpool 2×2 → dense 100 → output softmax 10'."""
+    layers = normalize_spec(spec)["layers"]
+    return " → ".join(describe_layer(layer).split(",")[0] for layer in layers)
+
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def normalize_spec(spec: dict | list) -> dict:
+    """Check the spec's structure and field types and fill defaults; returns a new dict.
+
+    Does not check shapes (that needs a forward pass; see `validate`).
+    """
+    if isinstance(spec, list):
+        spec = {"layers": spec}
+    if not isinstance(spec, dict):
+        raise SpecError(f"A network spec must be a JSON object with a 'layers' list, not {type(spec).__name__}.")
+    unknown = set(spec) - {"layers", "normalize", "name"}
+    if unknown:
+        raise SpecError(f"Unknown network setting(s): {', '.join(sorted(unknown))}. Allowed: layers, normalize, name.")
+    layers = spec.get("layers")
+    if not isinstance(layers, list):
+        raise SpecError("The network needs a 'layers' list, e.g. [{\"kind\": \"dense\", \"units\": 100}, {\"kind\": \"output\"}].")
+    if not layers:
+        raise SpecError("The network is empty. Add at least an output layer.")
+    normalize = spec.get("normalize", True)
+    if not isinstance(normalize, bool):
+        raise SpecError(f"'normalize' must be true or false, not {normalize!r}.")
+    normalized_layers = [_normalize_layer(index, layer) for index, layer in enumerate(layers)]
+    _check_order(normalized_layers)
+    result = {"layers": normalized_layers, "normalize": normalize}
+    if "name" in spec:
+        result["name"] = str(spec["name"])
+    return result
+
+
+def _normalize_layer(index: int, layer: Any) -> dict:
+    where = f"Layer {index + 1}"
+    if not isinstance(layer, dict):
+        raise SpecError(f"{where} must be an object like {{\"kind\": \"dense\", \"units\": 100}}, not {layer!r}.", index)
+    kind = layer.get("kind")
+    if not isinstance(kind, str) or kind not in LAYER_FIELDS:
+        hint = difflib.get_close_matches(str(kind), LAYER_FIELDS, n=1)
+        suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+        raise SpecError(
+            f"{where} has an unknown kind {kind!r}.{suggestion} Known kinds: {', '.join(LAYER_FIELDS)}.", index, "kind"
+        )
+    fields = LAYER_FIELDS[kind]
+    result: dict[str, Any] = {"kind": kind}
+    for name in layer:
+        if name != "kind" and name not in fields:
+            hint = difflib.get_close_matches(name, fields, n=1)
+            suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+            allowed = ", ".join(fields) or "none"
+            raise SpecError(f"{where} ({kind}) has no field '{name}'.{suggestion} Its fields: {allowed}.", index, name)
+    for name, spec_field in fields.items():
+        result[name] = _check_value(where, kind, index, name, layer.get(name, spec_field.default), spec_field)
+    return result
+
+
+def _check_value(where: str, kind: str, index: int, name: str, value: Any, spec_field: Field) -> Any:
+    label = f"{where} ({kind}): '{name}'"
+    if value is None and spec_field.optional:
+        return None
+    if spec_field.type is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+            raise SpecError(f"{label} must be a whole number, not {value!r}.", index, name)
+        value = int(value)
+    elif spec_field.type is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SpecError(f"{label} must be a number, not {value!r}.", index, name)
+        value = float(value)
+    elif spec_field.type is str:
+        if value not in (spec_field.choices or ()):
+            hint = difflib.get_close_matches(str(value), spec_field.choices or (), n=1)
+            suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+            raise SpecError(f"{label} is {value!r}.{suggestion} Choose one of: {', '.join(spec_field.choices or ())}.", index, name)
+        return value
+    if spec_field.minimum is not None and value < spec_field.minimum:
+        raise SpecError(f"{label} is {value}, but it must be at least {spec_field.minimum:g}.", index, name)
+    if spec_field.maximum is not None:
+        if spec_field.below_maximum and value >= spec_field.maximum:
+            raise SpecError(f"{label} is {value}, but it must be below {spec_field.maximum:g}.", index, name)
+        if value > spec_field.maximum:
+            raise SpecError(f"{label} is {value}, but it can be at most {spec_field.maximum:g}.", index, name)
+    return value
+
+
+def _check_order(layers: list[dict]) -> None:
+    outputs = [index for index, layer in enumerate(layers) if layer["kind"] == "output"]
+    if not outputs:
+        raise SpecError(
+            f"The network has no output layer. Add {{\"kind\": \"output\"}} at the end, after layer {len(layers)} "
+            f"({layers[-1]['kind']}): it turns the last layer into 10 class probabilities (softmax).",
+            len(layers) - 1,
+        )
+    if len(outputs) > 1 or outputs[0] != len(layers) - 1:
+        first = outputs[0]
+        raise SpecError(
+            f"Layer {first + 1} is an output layer, but the output layer must be the last layer and appear once. "
+            "Move it to the end or delete the extra one.",
+            first,
+        )
+
+
+def default_layer(kind: str) -> dict:
+    """A new layer of `kind` with every field at its default, for the Build page's "add layer"."""
+    if kind not in LAYER_FIELDS:
+        raise SpecError(f"Unknown layer kind {kind!r}. Known kinds: {', '.join(LAYER_FIELDS)}.")
+    return {"kind": kind, **{name: copy.deepcopy(spec_field.default) for name, spec_field in LAYER_FIELDS[kind].items()}}
