@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || (command -v sudo >/dev/null && echo sudo apt-get))
 PORT ?= 8501
 
-.PHONY: run test bench data system-packages browser clean-venv
+.PHONY: run test bench data system-packages browser screenshots clean-venv
 
 $(STAMP): requirements.txt
 	$(PYTHON_BIN) -m venv $(VENV)
@@ -27,12 +27,18 @@ system-packages:
 	  else echo "Install npm and dataset-fashion-mnist (or copy the IDX files into data/): see README."; fi; \
 	fi
 
-# Debian Chromium for the browser tests (Playwright cannot download browsers here).
+# Debian Chromium for the browser tests (Playwright cannot download browsers here), and a
+# Korean font, without which Hangul renders as empty boxes in Korean screenshots.
 browser:
-	@if ! command -v chromium >/dev/null; then \
-	  if [ -n "$(APT_GET)" ]; then $(APT_GET) update -q >/dev/null && $(APT_GET) install -y -q chromium >/dev/null; \
-	  else echo "Install chromium to run the browser tests."; fi; \
+	@if ! command -v chromium >/dev/null || [ ! -d /usr/share/fonts/opentype/noto ]; then \
+	  if [ -n "$(APT_GET)" ]; then $(APT_GET) update -q >/dev/null && $(APT_GET) install -y -q chromium fonts-noto-cjk >/dev/null; \
+	  else echo "Install chromium and fonts-noto-cjk to run the browser tests."; fi; \
 	fi
+
+# The browser test saves its screenshots in bench-out/screenshots/; this copies them into docs/.
+screenshots: $(STAMP) data browser
+	LAYERLAB_SCREENSHOTS=$(CURDIR)/bench-out/screenshots $(PYTHON) -m pytest -q tests/test_browser.py
+	cp bench-out/screenshots/*.png docs/screenshots/
 
 data: $(STAMP) system-packages
 	$(PYTHON) -m core data fetch --dataset all

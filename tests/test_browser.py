@@ -4,8 +4,9 @@ A real `streamlit run app.py` server on a free port, a throw-away runs directory
 and typing: load a preset on Build and see its parameter count, train a short run on Train
 and watch the progress bar and the curves move until the final accuracy shows, switch to
 Korean and see the same page in Korean, then find the run on the Runs page. Each page is
-saved to docs/screenshots/ on the way (overwritten every run, so the README's pictures stay
-current). At the end the server, the detached scheduler it started and the scheduler's
+saved to a scratch folder on the way (`bench-out/screenshots/`, or `LAYERLAB_SCREENSHOTS`);
+`make screenshots` copies them into docs/screenshots/, so a test run never rewrites the
+tracked pictures. At the end the server, the detached scheduler it started and the scheduler's
 workers are all stopped (the test fails if any process started with its runs directory is left).
 
 About 30 s on a 2-core CPU, of which the run itself takes 10–35 s depending on the load.
@@ -14,6 +15,7 @@ Run it alone with `.venv/bin/python -m pytest tests/test_browser.py -q -s` (-s p
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -27,7 +29,7 @@ from core.training.presets import get as get_preset
 from core.views import i18n, run_views
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, start_server, stop_process, stop_runs_processes, wait_for
 
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("LAYERLAB_SCREENSHOTS") or ROOT / "bench-out" / "screenshots")
 VIEWPORT = {"width": 1400, "height": 900}
 PRESET = "fast"  # Two small conv layers: a nice diagram, and a few seconds per epoch on a short subset.
 EPOCHS, TRAIN_SUBSET, BATCH_SIZE = 3, 3000, 64
@@ -144,7 +146,7 @@ def table_cells(page, index: int = 0) -> list[str]:
 
 
 def screenshot(page, name: str, height: int | None = None) -> Path:
-    """Save the visible page as docs/screenshots/`name`, optionally with a taller window (the main area scrolls inside it)."""
+    """Save the visible page as SCREENSHOTS/`name`, optionally with a taller window (the main area scrolls inside it)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / name
     if height:
@@ -160,6 +162,14 @@ def screenshot(page, name: str, height: int | None = None) -> Path:
 
 
 # ----------------------------------------------------------------------------- the journey
+
+
+def test_chromium_has_a_korean_font():
+    """`make test` installs fonts-noto-cjk: without a Korean font Hangul shows as empty boxes in the Korean screenshots."""
+    import subprocess
+
+    fonts = subprocess.run(["fc-list", ":lang=ko", "family"], capture_output=True, text=True, timeout=60).stdout
+    assert fonts.strip(), "no font with Korean glyphs is installed; run `make browser`"
 
 
 def test_build_train_watch_korean_runs(server, browser):
