@@ -1,6 +1,24 @@
-"""Renders the benchmark results (docs/benchmarks.json) as docs/benchmarks.md."""
+"""Renders the benchmark results (docs/benchmarks.json) as docs/benchmarks.md, marking each missed target.
+
+The targets live here, next to the sentences that state them, so a table can never claim a
+figure met a target that its own text names differently.
+"""
 
 from __future__ import annotations
+
+import math
+import statistics
+
+ENGINE_MINIMUM_RATIO = 2.0  # engine images/s over the DataLoader loop's
+FAST_MAXIMUM_SECONDS = 30.0  # `fast` to 99.0% reported test accuracy
+SERVICE_MAXIMUM_OVERHEAD_PERCENT = 10.0
+SERVICE_MAXIMUM_LATENCY_SECONDS = 1.0  # an epoch finishing → its metrics readable by another process
+PAGE_MAXIMUM_SECONDS = 1.5  # first load of a page
+
+
+def _checked(text: str, met: bool) -> str:
+    """A table cell: the figure, followed by MISSED when it misses its target."""
+    return text if met else f"{text} MISSED"
 
 
 def _engine(rows: list[dict]) -> list[str]:
@@ -9,37 +27,56 @@ def _engine(rows: list[dict]) -> list[str]:
         "",
         "Same network, optimiser (SGD), batch size and device; the reference feeds per-sample tensors through",
         "`Dataset` + `DataLoader` the way torchvision's MNIST does for pytorch/examples (a PIL image per item,",
-        "`ToTensor`, `Normalize`). Training images per second, median of the repeats. Target: ≥ 2×.",
+        f"`ToTensor`, `Normalize`). Training images per second, median of the repeats. Target: ≥ {ENGINE_MINIMUM_RATIO:g}×.",
         "",
         "| network | batch | steps | LayerLab engine (img/s) | DataLoader loop (img/s) | ratio |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
+        ratio = _checked(f"**{row['ratio']:.2f}×**", row["ratio"] >= ENGINE_MINIMUM_RATIO)
         lines.append(
             f"| {row['network']} | {row['batch_size']} | {row['steps']} | {row['engine_images_per_second']:,.0f} | "
-            f"{row['dataloader_images_per_second']:,.0f} | **{row['ratio']:.2f}×** |"
+            f"{row['dataloader_images_per_second']:,.0f} | {ratio} |"
         )
     return lines + [""]
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.1f}" if math.isfinite(value) else "not reached"
+
+
 def _fast(result: dict) -> list[str]:
-    seconds = ", ".join(f"{value:.1f}" for value in result["all_seconds"])
+    heading = "## `fast` preset: time to 99.0% MNIST test accuracy"
+    if result.get("protocol") != "best-validation":
+        return [
+            heading,
+            "",
+            "These results were measured by an earlier rule (the first epoch whose own test accuracy passed 99%), not",
+            "the figure `python -m core train --preset fast --json` reports; rerun `python -m benchmarks.run --only fast`.",
+            "",
+        ]
+    seconds = ", ".join(_seconds(value) for value in result["all_seconds"])
+    to_99 = _checked(f"**{_seconds(result['seconds_to_99'])}**", result["seconds_to_99"] <= FAST_MAXIMUM_SECONDS)
     return [
-        "## `fast` preset: time to 99.0% MNIST test accuracy",
+        heading,
         "",
-        "Wall time from the start of training until the first epoch whose test accuracy is ≥ 99.0%, evaluation",
-        "included (median over seeds). Reference measured in the same run: one epoch of the pytorch/examples",
-        "recipe (its network, Adadelta, batch 64, DataLoader), which needs about two epochs to pass 99%.",
-        "Target: ≤ 30 s.",
+        "What `python -m core train --preset fast --json` reports: the test accuracy at the best-validation epoch",
+        "(Nielsen's protocol), not the best test accuracy of any epoch. Each seed trains the whole preset, as the",
+        "command does, with MNIST already loaded; the time is from the start of training to the first epoch end from",
+        "which that reported figure stays ≥ 99.0% to the end of the run, evaluation included (median over seeds; a",
+        "seed whose final figure is below 99.0% counts as not reached). Reference measured in the same run: one epoch",
+        "of a pytorch/examples-style loop (their network, batch 64, learning rate 1.0, DataLoader), stepped with plain",
+        f"SGD as in the engine comparison; pytorch/examples itself uses Adadelta. Target: ≤ {FAST_MAXIMUM_SECONDS:g} s.",
         "",
         "| | seconds |",
         "|---|---:|",
-        f"| `fast` to 99.0% (median; runs: {seconds}) | **{result['seconds_to_99']:.1f}** |",
-        f"| pytorch/examples, one epoch | {result['reference_epoch_seconds']:.1f} |",
+        f"| `fast` to 99.0% (median; runs: {seconds}) | {to_99} |",
+        f"| `fast`, the whole run (median) | {statistics.median(result['run_seconds']):.1f} |",
+        f"| pytorch/examples-style loop, one epoch | {result['reference_epoch_seconds']:.1f} |",
         f"| ratio (one reference epoch / `fast` to 99%) | {result['ratio']:.2f}× |",
         "",
-        f"Epochs needed: {result['epochs_to_99']}; test accuracy reached: "
-        + ", ".join(f"{value * 100:.2f}%" for value in result["test_accuracy_reached"]),
+        f"Epochs needed: {result['epochs_to_99']}; test accuracy reported at the end: "
+        + ", ".join(f"{value * 100:.2f}%" for value in result["reported_test_accuracy"]),
         "",
     ]
 
@@ -76,21 +113,25 @@ def _nielsen(rows: list[dict]) -> list[str]:
 
 
 def _service(result: dict) -> list[str]:
+    overhead = _checked(f"**{result['overhead_percent']:.1f}%**", result["overhead_percent"] <= SERVICE_MAXIMUM_OVERHEAD_PERCENT)
+    latency = result["latency_median_seconds"]
+    latency_cell = _checked(f"**{latency * 1000:.0f} ms**", latency <= SERVICE_MAXIMUM_LATENCY_SECONDS)
+    worst = _checked(f"{result['latency_max_seconds'] * 1000:.0f} ms", result["latency_max_seconds"] <= SERVICE_MAXIMUM_LATENCY_SECONDS)
     return [
         "## Job service overhead",
         "",
         f"The same run ({result['description']}) through the job service vs calling the engine directly in one",
         "process with the data already loaded. The service is already up (as on a class server), so its standby worker",
-        "has imported torch and loaded MNIST; the run still trains in its own process. Medians of the repeats. Targets: ≤ 10% extra wall time; ≤ 1 s from an epoch finishing",
-        "to its metrics being readable.",
+        "has imported torch and loaded MNIST; the run still trains in its own process. Medians of the repeats. Targets:",
+        f"≤ {SERVICE_MAXIMUM_OVERHEAD_PERCENT:g}% extra wall time; ≤ {SERVICE_MAXIMUM_LATENCY_SECONDS:g} s from an epoch finishing to its metrics being readable.",
         "",
         "| | value |",
         "|---|---:|",
         f"| engine called directly | {result['direct_seconds']:.2f} s |",
         f"| through the job service (submit → succeeded) | {result['service_seconds']:.2f} s |",
-        f"| extra wall time | **{result['overhead_percent']:.1f}%** |",
-        f"| epoch finished → metrics readable by another process (median of {result['latency_samples']} epochs) | **{result['latency_median_seconds'] * 1000:.0f} ms** |",
-        f"| same, worst epoch | {result['latency_max_seconds'] * 1000:.0f} ms |",
+        f"| extra wall time | {overhead} |",
+        f"| epoch finished → metrics readable by another process (median of {result['latency_samples']} epochs) | {latency_cell} |",
+        f"| same, worst epoch | {worst} |",
         "",
     ]
 
@@ -103,7 +144,7 @@ def _pages(result: dict) -> list[str]:
         "run's curves, the runs table) are visible, in headless Chromium. *From the sidebar*: the app is open on another",
         "page and the person clicks this page's link for the first time. *Fresh browser*: a new browser context with an",
         "empty cache opens the page's address, so Streamlit's JavaScript is downloaded and parsed too. Medians of the",
-        "repeats. Target: ≤ 1.5 s.",
+        f"repeats. Target: ≤ {PAGE_MAXIMUM_SECONDS:g} s, both ways.",
         "",
         "| page | from the sidebar (s) | fresh browser (s) | all loads (s): sidebar / fresh |",
         "|---|---:|---:|---|",
@@ -111,7 +152,9 @@ def _pages(result: dict) -> list[str]:
     for page, values in result["pages"].items():
         clicks = ", ".join(f"{value:.2f}" for value in values["navigation_all"])
         loads = ", ".join(f"{value:.2f}" for value in values["cold_all"])
-        lines.append(f"| {page} | **{values['navigation_median']:.2f}** | {values['cold_median']:.2f} | {clicks} / {loads} |")
+        navigation = _checked(f"**{values['navigation_median']:.2f}**", values["navigation_median"] <= PAGE_MAXIMUM_SECONDS)
+        cold = _checked(f"{values['cold_median']:.2f}", values["cold_median"] <= PAGE_MAXIMUM_SECONDS)
+        lines.append(f"| {page} | {navigation} | {cold} | {clicks} / {loads} |")
     return lines + [""]
 
 

@@ -7,8 +7,9 @@ machines are noisy. Run one part with `python -m benchmarks.run --only engine,fa
 Parts:
 - engine:  images/s of the training engine vs a Dataset + DataLoader loop (per-sample
            tensors made the way torchvision's MNIST does for pytorch/examples).
-- fast:    wall time for the `fast` preset to reach 99.0% MNIST test accuracy, vs the
-           pytorch/examples recipe's time per epoch on the same machine.
+- fast:    wall time for the `fast` preset to reach 99.0% MNIST test accuracy as
+           `python -m core train --preset fast --json` reports it (the test accuracy at
+           the best-validation epoch), vs one epoch of a pytorch/examples-style loop.
 - nielsen: Nielsen's first three networks with the book's hyperparameters for a short
            epoch budget, beside the book's 60-epoch figures.
 - service: the same short run through the job service vs calling the engine directly,
@@ -118,46 +119,68 @@ def bench_engine(splits: data.Splits, repeats: int) -> list[dict]:
 # ----------------------------------------------------------------------------- time to 99%
 
 
-class _TimeToTarget(Callbacks):
-    """Records the wall time at which test accuracy first reaches the target (evaluation included)."""
+class _ReportedAccuracy(Callbacks):
+    """After each epoch: the wall time so far and the test accuracy the run reports at that point.
 
-    def __init__(self, target: float):
-        self.target, self.started, self.reached = target, time.perf_counter(), None
+    The CLI, the Train page and the book all quote the test accuracy at the best-validation
+    epoch (Nielsen ch. 6's protocol), not the best test accuracy of any epoch.
+    """
+
+    def __init__(self):
+        self.started, self.epochs = time.perf_counter(), []
 
     def on_epoch_end(self, metrics: EpochMetrics, state, improved: bool) -> None:
-        if self.reached is None and metrics.test_accuracy >= self.target:
-            self.reached = (time.perf_counter() - self.started, metrics.epoch, metrics.test_accuracy)
+        reported = state.history[state.best_epoch - 1].test_accuracy
+        self.epochs.append({"seconds": time.perf_counter() - self.started, "best_epoch": state.best_epoch, "test_accuracy": reported})
 
-    def should_stop(self) -> bool:
-        return self.reached is not None
+
+def seconds_to_target(epochs: list[dict], target: float) -> tuple[float, int] | None:
+    """(seconds, epoch) of the first epoch end from which the reported test accuracy stays ≥ `target` to the run's end.
+
+    "Stays" because the best-validation epoch can move later to one with a lower test accuracy;
+    then the figure the command prints at the end is below the target, and the run missed it.
+    """
+    reached = None
+    for epoch, row in enumerate(epochs, start=1):
+        if row["test_accuracy"] < target:
+            reached = None
+        elif reached is None:
+            reached = (row["seconds"], epoch)
+    return reached
 
 
 def bench_fast(splits: data.Splits, repeats: int) -> dict:
+    """The whole `fast` preset, as the CLI trains it (all its epochs, no stop at the target), once per seed."""
     preset = presets.get("fast")
-    times, epochs, accuracies = [], [], []
+    times, epochs, accuracies, run_seconds = [], [], [], []
     for repeat in range(repeats):
-        callbacks = _TimeToTarget(0.99)
-        train(preset.network, preset.train_settings(seed=repeat), splits, callbacks)
-        if callbacks.reached is None:
-            print(f"fast: seed {repeat} did not reach 99.0% within {preset.settings['epochs']} epochs", flush=True)
+        callbacks = _ReportedAccuracy()
+        result = train(preset.network, preset.train_settings(seed=repeat), splits, callbacks)
+        run_seconds.append(time.perf_counter() - callbacks.started)
+        accuracies.append(result.test_accuracy)
+        reached = seconds_to_target(callbacks.epochs, 0.99)
+        if reached is None:
+            print(f"fast: seed {repeat} reports {result.test_accuracy:.4f} after {preset.settings['epochs']} epochs: below 99.0%", flush=True)
             times.append(float("inf"))
             continue
-        seconds, epoch, accuracy = callbacks.reached
+        seconds, epoch = reached
         times.append(seconds)
         epochs.append(epoch)
-        accuracies.append(accuracy)
-        print(f"fast: seed {repeat} reached {accuracy:.4f} at epoch {epoch} after {seconds:.1f} s", flush=True)
-    # The reference: one epoch of the pytorch/examples recipe (their net, Adadelta, DataLoader).
+        print(f"fast: seed {repeat} reports ≥ 99.0% from epoch {epoch} ({seconds:.1f} s); {result.test_accuracy:.4f} at the end", flush=True)
+    # The reference: one epoch of a pytorch/examples-style loop: their network, batch 64 and learning rate 1.0,
+    # fed by a DataLoader, stepped with plain SGD like the engine rows (pytorch/examples itself uses Adadelta).
     reference = presets.get("pytorch-examples-mnist")
     started = time.perf_counter()
     reference_rate = dataloader_images_per_second(reference.network, splits, 64, 10**9, 1.0)
     reference_epoch_seconds = time.perf_counter() - started
-    print(f"fast: pytorch/examples epoch {reference_epoch_seconds:.1f} s ({reference_rate:,.0f} img/s)", flush=True)
+    print(f"fast: pytorch/examples-style epoch {reference_epoch_seconds:.1f} s ({reference_rate:,.0f} img/s)", flush=True)
     result = {
+        "protocol": "best-validation",  # see _ReportedAccuracy; results without it counted any epoch's test accuracy
         "seconds_to_99": median(times),
         "all_seconds": times,
         "epochs_to_99": epochs,
-        "test_accuracy_reached": accuracies,
+        "reported_test_accuracy": accuracies,
+        "run_seconds": run_seconds,
         "reference_epoch_seconds": reference_epoch_seconds,
     }
     result["ratio"] = result["reference_epoch_seconds"] / result["seconds_to_99"]

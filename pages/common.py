@@ -17,6 +17,8 @@ Session-state keys (one place to look them up):
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.jobs.service import JobService
@@ -32,20 +34,20 @@ def require_frame() -> None:
 
     Streamlit treats a `pages/` folder as its legacy multipage mode until `st.navigation` has
     run once in the server process. So on a freshly started server, a browser that opens (or
-    refreshes) /train directly would get pages/train.py without app.py's state and sidebar.
-    Switching that mode off and rerunning sends the request through app.py instead.
-    (AppTest has no server runtime and resets the mode before every run; there this does
-    nothing and the page goes on with the session state its earlier runs made.)
+    refreshes) /train directly gets pages/train.py without app.py's state and sidebar. A fresh
+    session is the only one that can land there: app.py's `init_state` fills "language" on a
+    session's first run through the frame, and once any session has been through the frame,
+    the legacy mode is off for all of them. Streamlit documents that calling `st.navigation`
+    makes the app ignore `pages/` in every session, so the page calls it, with the folder's own
+    scripts (this page among them, so the URL still names a page), and reruns: the rerun goes
+    through app.py. (AppTest starts each run in the legacy mode again, but its sessions always
+    went through the frame first, so there the page goes on with the state they made.)
     """
-    from unittest.mock import Mock
-
-    from streamlit.runtime import Runtime
-    from streamlit.runtime.pages_manager import PagesManager
-
-    served = Runtime.exists() and not isinstance(Runtime.instance(), Mock)  # AppTest's runtime is a mock.
-    if served and PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    if "language" in st.session_state:
+        return
+    folder = Path(__file__).resolve().parent
+    st.navigation([st.Page(path) for path in sorted(folder.glob("*.py")) if path.name != "__init__.py"], position="hidden")
+    st.rerun()
 
 
 def language() -> str:

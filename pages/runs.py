@@ -1,9 +1,11 @@
-"""Runs: every run in one table; overlay curves, reopen a run's network or settings, resume, delete, download."""
+"""Runs: every run in one table with its disk use; overlay curves, reopen a run's network or settings,
+resume, free disk space, delete, download."""
 
 import zlib
 
 import streamlit as st
 
+from core.jobs import disk
 from core.views import plots, run_views, train_form
 from pages import run_widgets
 from pages.common import language, require_frame, select_run, service, t
@@ -40,9 +42,41 @@ def watch(run) -> None:
     st.switch_page("pages/train.py")
 
 
+def free_disk_space(run, column) -> None:
+    """A confirm popover that prunes the run's checkpoints (see `disk.prune`) and says what it freed.
+
+    Only the run's owner sees it: a run started under another name is left as its owner keeps it.
+    (This is a courtesy in the page, not a guarantee; the server does not check who asks yet.)
+    """
+    if st.session_state.owner != run.owner:
+        return
+    with column.popover(t("runs.prune"), icon="🧹", width="stretch", disabled=not run_views.prunable(run)):
+        kept = disk.epochs_to_keep(run.epochs_done, run.best_epoch, disk.PRUNE_BUDGET)
+        st.write(t("runs.prune_confirm", id=run.id, epochs=", ".join(map(str, kept)) or "–"))
+        if run.status in disk.FINISHED_FOR_GOOD:
+            st.write(t("runs.prune_state"))
+        if st.button(t("runs.prune_for_good"), key="runs.prune_confirm", type="primary"):
+            try:
+                freed = disk.prune(service().store, run.id, keep="views")
+            except disk.PruneRefused as error:  # it was resumed since the table was drawn
+                st.error(str(error))
+                return
+            st.session_state["runs.pruned"] = {"id": run.id, "freed": freed}
+            st.rerun()
+
+
+def pruned_message(run) -> None:
+    """After a prune's rerun: what it freed and what the run takes now."""
+    pruned = st.session_state.pop("runs.pruned", None)
+    if pruned and pruned["id"] == run.id:
+        left = run_views.format_bytes(disk.run_disk_use(service().store, run.id))
+        st.success(t("runs.pruned", id=run.id, freed=run_views.format_bytes(pruned["freed"]), left=left))
+
+
 def details(run) -> None:
-    """One run: its outcome and figures, buttons to reuse it, downloads and delete."""
+    """One run: its outcome and figures, buttons to reuse it, downloads, freeing disk space and delete."""
     st.subheader(t("runs.run_title", id=run.id, name=run.name or run_views.network_summary(run.spec)))
+    pruned_message(run)
     run_widgets.outcome(run)
     if run.epochs_done:
         run_widgets.figures(run)
@@ -69,6 +103,7 @@ def details(run) -> None:
         t("runs.download_network"), run_views.network_json(run), run_views.download_name(run, "network", "json"),
         "application/json", key="runs.download_network", on_click="ignore", icon="⬇️", width="stretch",
     )  # fmt: skip
+    free_disk_space(run, downloads[2])
     with downloads[3].popover(t("runs.delete"), icon="🗑️", width="stretch", disabled=run.status == "running"):
         st.write(t("runs.delete_confirm", id=run.id))
         if st.button(t("runs.delete_for_good"), key="runs.delete_confirm", type="primary"):
@@ -100,10 +135,12 @@ if not runs:
 
 # The key changes with the set of runs, so a selection never silently moves to another run.
 table_key = f"runs.table.{zlib.crc32(','.join(str(run.id) for run in runs).encode()):08x}"
+disk_bytes = run_views.disk_use(service().store, runs)
 event = st.dataframe(
-    run_views.table_rows(runs, language()), key=table_key, on_select="rerun", selection_mode="multi-row", hide_index=True,
+    run_views.table_rows(runs, language(), disk_bytes=disk_bytes), key=table_key, on_select="rerun", selection_mode="multi-row", hide_index=True,
     column_order=run_views.TABLE_COLUMNS, column_config=column_config(), placeholder="–",
 )  # fmt: skip
+st.caption(t("runs.disk_total", count=len(runs), size=run_views.format_bytes(sum(disk_bytes.values()))))
 selected = [runs[row] for row in event.selection.rows if row < len(runs)]
 if not selected:
     st.caption(t("runs.select_hint"))

@@ -18,10 +18,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from core.jobs import disk, runner
 from core.jobs import scheduler as job_scheduler
 from core.jobs import service as job_service
 from core.jobs.store import FINISHED, RunNotFound, RunStore
 from core.training.presets import get as get_preset
+from core.training.settings import TrainSettings
 from core.views import i18n, run_views
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -225,6 +227,38 @@ def test_resume_an_interrupted_run_from_the_runs_page(app_store, scheduler):
     run = app_store.get(run_id)
     assert run.status == "succeeded" and [row["epoch"] for row in run.metrics] == [1, 2]
     assert {metric.label: metric.value for metric in at.metric}[i18n.translate("en", "common.epochs")] == "2/2"
+
+
+def test_runs_page_shows_disk_use_and_frees_it_for_the_owner(app_store):
+    settings = TrainSettings(epochs=12, batch_size=100, train_subset=500, learning_rate=0.5, device="cpu")
+    run_id = app_store.create(get_preset("logistic-regression").network, settings.to_dict(), owner="ada")
+    assert runner.execute(app_store, run_id) == "succeeded"  # in this process: 12 epoch checkpoints, best, resume state
+    run = app_store.get(run_id, with_metrics=False)
+    before = disk.run_disk_use(app_store, run_id)
+
+    # Someone else sees the run's disk use but not the action that frees it.
+    at = open_page("pages/runs.py", owner="bo")
+    at.radio(key="runs.scope").set_value("everyone").run()
+    assert list(at.dataframe[0].value["disk"]) == [run_views.format_bytes(before)]
+    assert i18n.translate("en", "runs.disk_total", count=1, size=run_views.format_bytes(before)) in texts(at)
+    at.session_state[at.dataframe[0].key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert "runs.prune_confirm" not in [button.key for button in at.button]
+
+    # Its owner frees it: the thinned epochs and best.safetensors stay, and the page says what went.
+    at = open_page("pages/runs.py", owner="ada")
+    at.session_state[at.dataframe[0].key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    at.button(key="runs.prune_confirm").click().run()
+    assert not at.exception, [error.value for error in at.exception]
+    after = disk.run_disk_use(app_store, run_id)
+    kept = disk.epochs_to_keep(12, run.best_epoch, disk.PRUNE_BUDGET)
+    assert len(kept) < 12
+    assert [path.name for path in app_store.epoch_checkpoints(run_id)] == [f"epoch_{epoch:03d}.safetensors" for epoch in kept]
+    assert app_store.best_checkpoint_path(run_id).is_file() and not app_store.resume_state_path(run_id).exists()
+    freed, left = run_views.format_bytes(before - after), run_views.format_bytes(after)
+    assert [message.value for message in at.success] == [i18n.translate("en", "runs.pruned", id=run_id, freed=freed, left=left)]
+    assert list(at.dataframe[0].value["disk"]) == [left]
 
 
 def test_selected_run_comes_back_from_the_url(app_store):

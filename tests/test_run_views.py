@@ -114,9 +114,14 @@ def test_table_rows_show_the_stored_numbers(store):
     first = store.create(NETWORK, {"dataset": "mnist", "epochs": 3}, owner="ada", status="succeeded", parameters=1234)
     store.record_epoch(first, metrics_row(1), epochs_done=1, best_epoch=1, best_validation_accuracy=0.9, test_accuracy=0.898, seconds=3.0)
     second = store.create(get_preset("logistic-regression").network, {"dataset": "fashion-mnist"}, owner="bo", status="queued")
+    store.best_checkpoint_path(first).write_bytes(b"w" * 6_700_000)
     runs = store.list()
-    rows = run_views.table_rows(runs, "ko")
+    disk_bytes = run_views.disk_use(store, runs)
+    assert disk_bytes == {first: 6_700_000, second: 0}
+    rows = run_views.table_rows(runs, "ko", disk_bytes=disk_bytes)
     assert [row["id"] for row in rows] == [second, first]  # newest first, as the store lists them
+    assert [row["disk"] for row in rows] == ["0 B", "6.7 MB"]
+    assert run_views.table_rows(runs)[0]["disk"] == "–"  # not measured
     finished = rows[1]
     assert finished["best_validation_accuracy"] == pytest.approx(90.0)
     assert finished["test_accuracy"] == pytest.approx(89.8)
@@ -125,6 +130,24 @@ def test_table_rows_show_the_stored_numbers(store):
     assert finished["network"] == vocabulary.summarize_network(NETWORK)
     assert math.isnan(rows[0]["test_accuracy"]) and rows[0]["dataset"] == translate("ko", "train.choice.fashion-mnist")
     assert [run.id for run in run_views.owned_by(runs, "ada")] == [first]
+
+
+@pytest.mark.parametrize(
+    "count, text",
+    [(0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (31_400, "31.4 kB"), (999_960, "1.0 MB"), (6_700_000, "6.7 MB"), (1.2e9, "1.2 GB")],
+)
+def test_format_bytes(count, text):
+    assert run_views.format_bytes(count) == text
+
+
+def test_only_idle_runs_can_be_pruned(store):
+    run_id = store.create(NETWORK, {}, status="queued")
+    assert not run_views.prunable(store.get(run_id))
+    store.update(run_id, status="running")
+    assert not run_views.prunable(store.get(run_id))
+    for status in ("succeeded", "diverged", "failed", "cancelled", "interrupted"):
+        store.update(run_id, status=status)
+        assert run_views.prunable(store.get(run_id))
 
 
 def test_only_runs_with_a_finished_epoch_can_resume(store):

@@ -1,9 +1,9 @@
 """What the Train and Runs pages show about a run: progress with an ETA, table rows and downloads.
 
 Owns turning stored `Run`s into display values (a progress fraction, an estimated time left,
-percentages, durations, one table row per run) and into downloadable text (metrics as CSV,
-the network as JSON). It reads what the run store returns and knows nothing of Streamlit,
-Plotly or how training works.
+percentages, durations, disk sizes, one table row per run) and into downloadable text (metrics
+as CSV, the network as JSON). It reads what the run store returns and knows nothing of
+Streamlit, Plotly or how training works.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import math
 import time
 from dataclasses import dataclass
 
-from core.jobs.store import METRIC_NAMES, Run
+from core.jobs import disk
+from core.jobs.store import METRIC_NAMES, Run, RunStore
 from core.model import vocabulary
 from core.views.i18n import translate
 
@@ -25,7 +26,7 @@ CSV_COLUMNS = ("epoch", *METRIC_NAMES)
 # The runs table's columns, in order; `table_rows` fills each and the catalogs name them `runs.column.<name>`.
 TABLE_COLUMNS = (
     "id", "name", "status", "best_validation_accuracy", "test_accuracy", "epochs", "time", "owner", "dataset", "network",
-    "parameters", "device", "created",
+    "parameters", "disk", "device", "created",
 )  # fmt: skip
 
 
@@ -109,6 +110,26 @@ def run_seconds(run: Run, now: float | None = None) -> float:
     return run.seconds
 
 
+def format_bytes(count: int | float) -> str:
+    """A size in decimal units: '512 B', '31.4 kB', '6.7 MB', '1.2 GB'."""
+    if count < 1000:
+        return f"{int(count)} B"
+    for power, unit in enumerate(("kB", "MB"), start=1):
+        if round(count / 1000**power, 1) < 1000:  # 999,960 bytes is '1.0 MB', not '1000.0 kB'
+            return f"{count / 1000**power:.1f} {unit}"
+    return f"{count / 1000**3:.1f} GB"
+
+
+def disk_use(store: RunStore, runs: list[Run]) -> dict[int, int]:
+    """Bytes each run's folder holds, by run id: one directory listing per run."""
+    return {run.id: disk.run_disk_use(store, run.id) for run in runs}
+
+
+def prunable(run: Run) -> bool:
+    """True when `disk.prune` accepts the run: no worker is writing its files."""
+    return run.status not in disk.BUSY
+
+
 def resumable(run: Run) -> bool:
     """True when `JobService.resume` can continue the run: it stopped early after at least one epoch."""
     return run.status in RESUMABLE and run.epochs_done > 0
@@ -133,8 +154,14 @@ def _in_percent(fraction: float | None) -> float:
     return math.nan if fraction is None else round(fraction * 100, 2)
 
 
-def table_rows(runs: list[Run], language: str = "en", now: float | None = None) -> list[dict]:
-    """One row per run for the runs table, newest first as given; accuracies are in percent (NaN when none)."""
+def table_rows(runs: list[Run], language: str = "en", now: float | None = None, disk_bytes: dict[int, int] | None = None) -> list[dict]:
+    """One row per run for the runs table, newest first as given; accuracies are in percent (NaN when none).
+
+    "disk" is the size of the run's files from `disk_bytes` (see `disk_use`) as text such as '6.7 MB',
+    '–' when not given. (Streamlit's "bytes" number format would follow the browser's locale and
+    write 6.7 MB as "670만B" on a Korean machine.)
+    """
+    disk_bytes = disk_bytes or {}
     rows = []
     for run in runs:
         epochs = run.settings.get("epochs", 0)
@@ -147,6 +174,7 @@ def table_rows(runs: list[Run], language: str = "en", now: float | None = None) 
                 "dataset": translate(language, f"train.choice.{run.dataset}"),
                 "network": network_summary(run.spec),
                 "parameters": run.parameters,
+                "disk": format_bytes(disk_bytes[run.id]) if run.id in disk_bytes else "–",
                 "best_validation_accuracy": _in_percent(run.best_validation_accuracy),
                 "test_accuracy": _in_percent(run.test_accuracy),
                 "epochs": f"{run.epochs_done}/{epochs}",
