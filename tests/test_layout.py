@@ -23,6 +23,7 @@ TORCH_FREE = (
     "core.jobs.service",
     "core.jobs.liveness",
     "core.jobs.locks",
+    "core.jobs.disk",
 )
 
 
