@@ -158,6 +158,25 @@ def _pages(result: dict) -> list[str]:
     return lines + [""]
 
 
+def _cli(result: dict) -> list[str]:
+    target = result["target_seconds"]
+    lines = [
+        "## CLI start-up",
+        "",
+        "Wall time of each command as a fresh process (`python -m core …`) on a runs directory with a few runs,",
+        "beside the interpreter alone (`python -c pass`); `cancel` gets a fresh queued run each time. These commands",
+        f"import no torch. Medians of {result['repeats']} runs. Target: < {target:g} s each.",
+        "",
+        "| command | median (s) | × `python -c pass` | target | all runs (s) |",
+        "|---|---:|---:|---|---|",
+    ]
+    for row in result["rows"]:
+        verdict = "" if row["command"] == "python -c pass" else ("met" if row["met"] else "**MISSED**")
+        runs = ", ".join(f"{value:.3f}" for value in row["all_seconds"])
+        lines.append(f"| `{row['command']}` | **{row['median_seconds']:.3f}** | {row['ratio_to_python']:.1f}× | {verdict} | {runs} |")
+    return lines + [""]
+
+
 def render(results: dict) -> str:
     machine = results.get("machine", {})
     lines = [
@@ -171,7 +190,7 @@ def render(results: dict) -> str:
         f"- Date: {machine.get('date', '?')}",
         "",
     ]
-    sections = {"engine": _engine, "fast": _fast, "nielsen": _nielsen, "service": _service, "pages": _pages}
+    sections = {"engine": _engine, "fast": _fast, "nielsen": _nielsen, "service": _service, "pages": _pages, "cli": _cli}
     for part, section in sections.items():
         if part in results:
             part_lines = section(results[part])

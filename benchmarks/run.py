@@ -15,6 +15,7 @@ Parts:
 - service: the same short run through the job service vs calling the engine directly,
            and the delay from an epoch finishing to its metrics being readable.
 - pages:   first load of each app page in headless Chromium with a finished run selected.
+- cli:     start-up time of the CLI commands that need no tensors, vs `python -c pass`.
 """
 
 from __future__ import annotations
@@ -240,12 +241,13 @@ def write_report(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="engine,fast,nielsen,service,pages")
+    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nielsen-epochs", type=int, default=3)
     arguments = parser.parse_args()
     parts = set(arguments.only.split(","))
-    splits = data.load("mnist")
+    # Only the training parts need MNIST in this process; `--only cli` or `service` starts at once.
+    splits = data.load("mnist") if parts & {"engine", "fast", "nielsen"} else None
     results: dict = {"machine": machine()}
     if "engine" in parts:
         results["engine"] = bench_engine(splits, arguments.repeats)
@@ -261,6 +263,10 @@ def main() -> None:
         from benchmarks.pages import bench_pages
 
         results["pages"] = bench_pages(arguments.repeats)
+    if "cli" in parts:
+        from benchmarks.cli import bench_cli
+
+        results["cli"] = bench_cli(max(arguments.repeats, 5))
     write_report(results)
     print(f"Wrote {DOCS / 'benchmarks.md'}")
 

@@ -1,16 +1,18 @@
 """The command line: `python -m core …` runs the book's experiments without the app.
 
 Owns argument parsing and printing. Every command takes `--json`; then the last line it
-prints is one JSON object, so scripts and tests can read the result. Bad input ends with a
-one-line error and exit status 2, never a traceback. Commands that need no tensors (`runs`,
-`cancel`, `resume`, `presets`) never import torch, so they answer at once; the others import
-it inside their handler.
+prints is one JSON object, so scripts and tests can read the result. Bad input, a missing
+run, missing data or unusable storage ends with a one-line error and exit status 2, never a
+traceback; output cut short by a closed pipe (`| head`) ends quietly. Commands that need no
+tensors (`runs`, `cancel`, `resume`, `presets`) never import torch, so they answer at once;
+the others import it inside their handler.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,12 @@ def _read_json(path: str) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CommandError(f"No file {path}.") from None
+    except IsADirectoryError:
+        raise CommandError(f"{path} is a directory; give the path of a JSON file in it.") from None
+    except OSError as error:
+        raise CommandError(f"{path} cannot be read ({error.strerror or error}).") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{path} is not a text file; give a JSON file.") from None
     except json.JSONDecodeError as error:
         raise CommandError(f"{path} is not valid JSON: {error}.") from None
 
@@ -92,7 +100,13 @@ def _network_and_settings(arguments: argparse.Namespace) -> tuple[dict, TrainSet
     else:
         loaded = _read_json(arguments.spec)
         if isinstance(loaded, dict) and "network" in loaded:
-            network, values = loaded["network"], dict(loaded.get("settings", {}))
+            network, values = loaded["network"], loaded.get("settings", {})
+            if not isinstance(values, dict):
+                raise CommandError(
+                    f'In {arguments.spec}, "settings" must be an object of setting names and values, '
+                    f'such as {{"epochs": 3, "learning_rate": 0.1}}; it is {json.dumps(values)}.'
+                )
+            values = dict(values)
         else:
             network, values = loaded, {}
         name = Path(arguments.spec).stem
@@ -187,11 +201,17 @@ def command_runs_list(arguments: argparse.Namespace) -> None:
 
 
 def command_runs_show(arguments: argparse.Namespace) -> None:
-    run = RunStore().get(arguments.id)
+    from core.jobs.service import JobService
+
+    store = RunStore()
+    run = store.get(arguments.id)
+    queue_position = JobService(store).queue_position(run.id) if run.status == "queued" else None
     lines = [
         f"Run {run.id} — {run.name or 'unnamed'} ({run.status}) owner {run.owner or '—'}, {run.dataset}, {run.device or 'not started'}",
         f"Network: {vocabulary.summarize_network(run.spec)}",
     ]
+    if queue_position is not None:
+        lines.append(f"Queue position: {queue_position} (1 starts next).")
     if run.message:
         lines.append(run.message)
     for metrics in run.metrics:
@@ -200,7 +220,7 @@ def command_runs_show(arguments: argparse.Namespace) -> None:
             f"validation loss {metrics['validation_loss']:.4f} acc {metrics['validation_accuracy']:.4f} | "
             f"test acc {metrics['test_accuracy']:.4f} | lr {metrics['learning_rate']:.4g} | {metrics['seconds']:.1f} s"
         )
-    _emit(arguments, "\n".join(lines), run.to_dict())
+    _emit(arguments, "\n".join(lines), run.to_dict() | {"queue_position": queue_position})
 
 
 def command_eval(arguments: argparse.Namespace) -> None:
@@ -296,13 +316,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    arguments = build_parser().parse_args(argv)
+def _one_line(message: str) -> str:
+    """A message on one line: a DataError lists each source it tried on a line of its own ("- …")."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    for previous, line in zip(lines, lines[1:]):
+        if line.startswith("- "):
+            text += ("; " if previous.startswith("- ") else " ") + line[2:]
+        else:
+            text += (". " if previous.startswith("- ") and not previous.endswith(".") else " ") + line
+    return text
+
+
+def _run(arguments: argparse.Namespace) -> int:
     try:
         arguments.handler(arguments)
     except (LayerLabError, ValueError) as error:
+        message = _one_line(str(error))
         if getattr(arguments, "json", False):
-            print(json.dumps({"error": str(error)}))
-        print(f"error: {error}", file=sys.stderr)
+            print(json.dumps({"error": message}))
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        status = _run(arguments)
+        sys.stdout.flush()  # Here, so a closed pipe is noticed inside the try and not at exit.
+        return status
+    except BrokenPipeError:
+        # The reader went away (`python -m core presets | head -1`). As the Python docs advise
+        # (signal module, "Note on SIGPIPE"), point stdout at devnull so the flush at exit
+        # cannot raise again, and exit with 1 without a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

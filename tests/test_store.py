@@ -2,14 +2,18 @@
 
 The store is shared by the app, the CLI and worker processes, so besides the plain reads
 and writes these tests check the promises that sharing depends on: a status transition
-happens at most once, an epoch's metrics and the run's summary are written together, the
-database is in WAL mode so a reader never blocks a writer, and several threads and
-processes writing at once lose nothing and never see "database is locked".
+happens at most once, a delete cannot race a claim, an epoch's metrics and the run's summary
+are written together, the database is in WAL mode so a reader never blocks a writer, several
+threads and processes writing at once lose nothing and never see "database is locked", and
+several processes upgrading an old database at once all succeed. Storage trouble (a damaged
+database, a directory that cannot be made) is a StorageError naming the directory; the CLI
+tests check a read-only and a full disk on real file systems.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
 import threading
 import time
@@ -17,7 +21,7 @@ import traceback
 
 import pytest
 
-from core.jobs.store import METRIC_NAMES, RunNotFound, RunStore
+from core.jobs.store import MAX_RUN_ID, METRIC_NAMES, SCHEMA_VERSION, RunNotFound, RunStillRunning, RunStore, StorageError
 
 SPEC = {"layers": [{"kind": "dense", "units": 30, "activation": "relu"}, {"kind": "output"}], "normalize": True}
 SETTINGS = {"dataset": "mnist", "epochs": 3, "learning_rate": 0.1}
@@ -106,6 +110,21 @@ def test_a_missing_run_says_which_and_how_to_find_the_others(store):
     assert issubclass(RunNotFound, LookupError)
 
 
+@pytest.mark.parametrize("run_id", [0, -1, MAX_RUN_ID + 1, 10**20, -(10**20)])
+def test_an_id_no_run_can_have_is_not_found(store, run_id):
+    # Above 2**63 - 1 SQLite cannot even take the number (OverflowError); it is simply no run.
+    for call in (store.get, store.request_cancel, store.delete):
+        with pytest.raises(RunNotFound, match=f"no run {run_id}"):
+            call(run_id)
+    with pytest.raises(RunNotFound):
+        store.record_epoch(run_id, epoch_metrics(1))
+    assert store.transition(run_id, ("queued",), status="running") is False
+    assert store.cancel_requested(run_id) is False and store.metrics(run_id) == []
+    store.update(run_id, status="running")  # A missing run is left alone, as for any unknown id.
+    store.truncate_metrics(run_id, 0)
+    assert store.list() == []
+
+
 def test_cancel_request_round_trip(store):
     run_id = store.create(SPEC, SETTINGS)
     assert store.cancel_requested(run_id) is False
@@ -190,6 +209,65 @@ def test_delete_refuses_a_running_run(store):
     assert store.get(run_id).status == "running"
     assert len(store.metrics(run_id)) == 1
     assert store.best_checkpoint_path(run_id).read_bytes() == b"weights"
+
+
+def test_a_run_claimed_after_the_delete_read_it_is_not_deleted(store):
+    # The Runs page reads a queued run, then the learner clicks delete; meanwhile the
+    # scheduler (another connection) claims it. The delete must see the claim and refuse,
+    # or the worker would write into a run directory that no row owns.
+    run_id = store.create(SPEC, SETTINGS)
+    assert store.get(run_id).status == "queued"  # What the page saw.
+    scheduler = RunStore(store.directory)
+
+    class ClaimedJustBeforeTheDelete(RunStore):
+        def _transaction(self):
+            scheduler.transition(run_id, ("queued",), status="running", worker_pid=4242)
+            return super()._transaction()
+
+    with pytest.raises(RunStillRunning, match=f"Run {run_id} is still running. Cancel it first"):
+        ClaimedJustBeforeTheDelete(store.directory).delete(run_id)
+    assert store.get(run_id).status == "running" and store.get(run_id).worker_pid == 4242
+    assert store.run_directory(run_id).is_dir()
+    assert issubclass(RunStillRunning, ValueError)  # The Runs page catches ValueError.
+
+
+def claim_runs(directory: str, run_ids: list[int], claimed, barrier) -> None:
+    """A scheduler stand-in: claim each run as soon as it can, recording the ones it got."""
+    store = RunStore(directory)
+    barrier.wait()
+    for run_id in run_ids:
+        if store.transition(run_id, ("queued",), status="running", worker_pid=os.getpid()):
+            claimed.append(run_id)
+
+
+def test_deletes_racing_a_scheduler_process_never_remove_a_claimed_run(store):
+    run_ids = [store.create(SPEC, SETTINGS) for _ in range(60)]
+    context = multiprocessing.get_context("spawn")
+    manager = context.Manager()
+    claimed, barrier = manager.list(), context.Barrier(2)
+    claimer = context.Process(target=claim_runs, args=(str(store.directory), run_ids, claimed, barrier))
+    claimer.start()
+    barrier.wait()
+    deleted, refused = [], []
+    for run_id in run_ids:
+        try:
+            store.delete(run_id)
+            deleted.append(run_id)
+        except RunStillRunning:
+            refused.append(run_id)
+    claimer.join(timeout=60)
+    assert claimer.exitcode == 0
+    claimed = list(claimed)
+    manager.shutdown()
+    # Each run was either deleted before any claim (and the claim then found nothing) or
+    # claimed and kept with its directory; never both.
+    assert set(claimed).isdisjoint(deleted)
+    assert sorted(claimed) == sorted(refused)
+    for run_id in claimed:
+        assert store.get(run_id).status == "running" and store.run_directory(run_id).is_dir()
+    for run_id in deleted:
+        with pytest.raises(RunNotFound):
+            store.get(run_id)
 
 
 # ----------------------------------------------------------------------------- sharing
@@ -301,9 +379,9 @@ def test_processes_writing_at_once_lose_no_rows(store):
     check_nothing_lost(store, runs_by_writer, shared_run, epochs)
 
 
-def test_a_database_from_before_a_column_was_added_is_upgraded(tmp_path):
-    # A runs.sqlite made by an earlier release lacks ended_at and resume_requested.
-    database = sqlite3.connect(tmp_path / "runs.sqlite")
+def make_old_database(directory) -> None:
+    """A runs.sqlite made by the first release: no ended_at, no resume_requested, no schema version."""
+    database = sqlite3.connect(directory / "runs.sqlite")
     database.executescript(
         "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL DEFAULT '', owner TEXT NOT NULL DEFAULT '',"
         " dataset TEXT NOT NULL, spec TEXT NOT NULL, settings TEXT NOT NULL, status TEXT NOT NULL, message TEXT NOT NULL DEFAULT '',"
@@ -316,8 +394,86 @@ def test_a_database_from_before_a_column_was_added_is_upgraded(tmp_path):
         " images_per_second REAL, recorded_at REAL NOT NULL, PRIMARY KEY (run_id, epoch));"
     )
     database.close()
+
+
+def test_a_database_from_before_a_column_was_added_is_upgraded(tmp_path):
+    make_old_database(tmp_path)
     store = RunStore(tmp_path)
     run_id = store.create({"layers": []}, {"dataset": "mnist"})
     store.record_epoch(run_id, epoch_metrics(1, run_id) | {"ended_at": 123.0})
     assert store.metrics(run_id)[0]["ended_at"] == 123.0
     assert store.get(run_id).resume_requested is False
+    assert raw_rows(store, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert raw_rows(store, "PRAGMA journal_mode") == [("wal",)]
+
+
+def open_and_write(directory: str, barrier, errors) -> None:
+    try:
+        barrier.wait()
+        store = RunStore(directory)
+        run_id = store.create(SPEC, SETTINGS)
+        store.record_epoch(run_id, epoch_metrics(1, run_id) | {"ended_at": 1.0})
+    except BaseException:
+        errors.put(traceback.format_exc())
+        raise
+
+
+def test_an_old_database_opened_by_four_processes_at_once_is_upgraded_once(tmp_path):
+    # Without the write lock and the version check inside it, two of them add the same
+    # column ("duplicate column name"); the lock upgrade for WAL can also deadlock.
+    make_old_database(tmp_path)
+    context = multiprocessing.get_context("spawn")
+    barrier, errors = context.Barrier(4), context.Queue()
+    processes = [context.Process(target=open_and_write, args=(str(tmp_path), barrier, errors)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    reported = []
+    while not errors.empty():
+        reported.append(errors.get())
+    assert reported == []
+    assert [process.exitcode for process in processes] == [0] * 4
+    store = RunStore(tmp_path)
+    columns = {table: [row[1] for row in raw_rows(store, f"PRAGMA table_info({table})")] for table in ("runs", "metrics")}
+    assert columns["runs"].count("resume_requested") == 1 and columns["metrics"].count("ended_at") == 1
+    assert raw_rows(store, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert len(store.list()) == 4 and all(store.metrics(run.id)[0]["ended_at"] == 1.0 for run in store.list())
+
+
+# ----------------------------------------------------------------------------- storage errors
+
+
+def test_a_damaged_database_is_a_storage_error_naming_it(tmp_path):
+    (tmp_path / "runs.sqlite").write_bytes(b"this is not a database, just some bytes " * 100)
+    (tmp_path / "7").mkdir()
+    with pytest.raises(StorageError) as raised:
+        RunStore(tmp_path)
+    assert str(raised.value) == (
+        f"The runs database {tmp_path / 'runs.sqlite'} is damaged (file is not a database). Move it away to start a "
+        f"fresh one; runs' files in {tmp_path}/<id>/ are kept."
+    )
+    assert (tmp_path / "7").is_dir()  # Nothing was removed.
+
+
+def test_a_database_damaged_after_opening_is_a_storage_error(store):
+    run_id = store.create(SPEC, SETTINGS)
+    store.database.write_bytes(os.urandom(8192))
+    for wal_file in store.directory.glob("runs.sqlite-*"):
+        wal_file.unlink()
+    with pytest.raises(StorageError, match="is damaged"):
+        store.get(run_id)
+    with pytest.raises(StorageError, match="is damaged"):
+        store.create(SPEC, SETTINGS)
+
+
+def test_a_runs_directory_inside_a_file_is_a_storage_error(tmp_path):
+    (tmp_path / "plain-file").write_text("not a folder")
+    with pytest.raises(StorageError, match=r"plain-file/runs cannot be made: part of that path is a file"):
+        RunStore(tmp_path / "plain-file" / "runs")
+
+
+def test_a_bad_query_is_still_a_plain_sqlite_error(store):
+    # Only storage trouble becomes StorageError; a mistake in our own SQL stays a bug to see.
+    with pytest.raises(sqlite3.OperationalError, match="no such column"):
+        store.update(store.create(SPEC, SETTINGS), no_such_column=1)

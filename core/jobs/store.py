@@ -1,14 +1,17 @@
 """The run store: a SQLite database of runs and per-epoch metrics, plus each run's files.
 
-Owns the schema, every read and write of run rows, and where run files live
-(`<runs dir>/<id>/`). Many processes use it at once (the app, the CLI, training workers):
-each call opens a short connection, the database runs in WAL mode so readers never block
-the writer, and a busy timeout absorbs brief write contention. It knows nothing of
-training or of the UI; checkpoints are in `core.checkpoint`.
+Owns the schema (and its upgrades), every read and write of run rows, and where run files
+live (`<runs dir>/<id>/`). Many processes use it at once (the app, the CLI, training
+workers): each call opens a short connection, the database runs in WAL mode so readers never
+block the writer, and a busy timeout absorbs brief write contention. A damaged database, a
+full disk or a read-only runs directory become a `StorageError` that names the directory and
+the cause. It knows nothing of training or of the UI; checkpoints are in
+`core.training.checkpoint`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -37,7 +40,9 @@ METRIC_NAMES = (
     "ended_at",
 )
 
-SCHEMA = """
+# The statements that make a fresh database; `_migrate` runs them under the write lock.
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL DEFAULT '',
@@ -62,7 +67,9 @@ CREATE TABLE IF NOT EXISTS runs (
     best_validation_accuracy REAL,
     test_accuracy REAL,
     seconds REAL NOT NULL DEFAULT 0
-);
+)
+""",
+    """
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     epoch INTEGER NOT NULL,
@@ -71,13 +78,39 @@ CREATE TABLE IF NOT EXISTS metrics (
     ended_at REAL,                   -- when the epoch finished (its evaluation done)
     recorded_at REAL NOT NULL,
     PRIMARY KEY (run_id, epoch)
-);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
-"""
+)
+""",
+    """
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status)
+""",
+)
+
+
+
+# The schema version stored in the database header (`PRAGMA user_version`). Databases made
+# before versions were stored read 0; version 1 has every column of SCHEMA.
+SCHEMA_VERSION = 1
+# How long a write waits for another process's write lock before "database is locked".
+BUSY_TIMEOUT_SECONDS = 30
+# SQLite's rowids are signed 64-bit integers; a larger id can name no run.
+MAX_RUN_ID = 2**63 - 1
 
 
 class RunNotFound(LayerLabError, LookupError):
-    pass
+    """No run has this id."""
+
+
+class RunStillRunning(LayerLabError, ValueError):
+    """The run is running, so it cannot be deleted yet."""
+
+
+class StorageError(LayerLabError):
+    """The runs database or directory cannot be used: damaged, read-only, full or missing.
+
+    The message names the runs directory and the cause in plain words. A transient busy lock is
+    not one of these: the busy timeout absorbs it, and one that outlasts the timeout stays a
+    `sqlite3.OperationalError` ("database is locked").
+    """
 
 
 @dataclass
@@ -127,24 +160,40 @@ class RunStore:
 
     def __init__(self, directory: Path | str | None = None):
         self.directory = Path(directory) if directory else runs_dir()
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.database = self.directory / "runs.sqlite"
+        with self._storage_errors():
+            self.directory.mkdir(parents=True, exist_ok=True)
         with self._connect() as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.executescript(SCHEMA)
-            _migrate(connection)
+            # An up-to-date database needs no write to open, so a read-only one can still be read.
+            if _schema_version(connection) < SCHEMA_VERSION:
+                _use_write_ahead_log(connection)
+                _migrate(connection)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        connection = sqlite3.connect(self.database, timeout=30.0, isolation_level=None)
-        connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA busy_timeout=30000")
-        connection.execute("PRAGMA foreign_keys=ON")
-        connection.execute("PRAGMA synchronous=NORMAL")
+        with self._storage_errors():
+            connection = sqlite3.connect(self.database, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            try:
+                connection.row_factory = sqlite3.Row
+                connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
+                connection.execute("PRAGMA foreign_keys=ON")
+                connection.execute("PRAGMA synchronous=NORMAL")
+                yield connection
+            finally:
+                connection.close()
+
+    @contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        """Turn a damaged database, a full disk or an unwritable directory into a StorageError."""
         try:
-            yield connection
-        finally:
-            connection.close()
+            yield
+        except sqlite3.DatabaseError as error:
+            message = _database_problem(error, self.directory, self.database)
+            if message is None:  # A busy lock past the timeout, or a bug in a query: not the storage.
+                raise
+            raise StorageError(message) from error
+        except OSError as error:
+            raise StorageError(_directory_problem(error, self.directory)) from error
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -155,7 +204,7 @@ class RunStore:
                 yield connection
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                _roll_back(connection)
                 raise
 
     # ------------------------------------------------------------------ runs
@@ -169,14 +218,17 @@ class RunStore:
                 (name, owner, settings.get("dataset", "mnist"), json.dumps(spec), json.dumps(settings), status, parameters, time.time()),
             )
             run_id = int(cursor.lastrowid)
-        self.run_directory(run_id).mkdir(parents=True, exist_ok=True)
+        with self._storage_errors():
+            self.run_directory(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
 
     def get(self, run_id: int, with_metrics: bool = True) -> Run:
+        if not _possible_id(run_id):
+            raise _not_found(run_id)
         with self._connect() as connection:
             row = connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
-                raise RunNotFound(f"There is no run {run_id}. `python -m core runs list` shows the runs there are.")
+                raise _not_found(run_id)
             run = _run_from_row(row)
             if with_metrics:
                 run.metrics = self._metrics(connection, run_id)
@@ -198,8 +250,8 @@ class RunStore:
             return [_run_from_row(row) for row in connection.execute(query, (*arguments, limit))]
 
     def update(self, run_id: int, **values: Any) -> None:
-        """Set columns of a run; dict values are stored as JSON."""
-        if not values:
+        """Set columns of a run; dict values are stored as JSON. A missing run is left alone."""
+        if not values or not _possible_id(run_id):
             return
         encoded = {name: json.dumps(value) if isinstance(value, dict) else value for name, value in values.items()}
         columns = ", ".join(f"{name} = ?" for name in encoded)
@@ -211,6 +263,8 @@ class RunStore:
 
         This is how a worker claims a queued run without two workers taking the same one.
         """
+        if not _possible_id(run_id):
+            return False
         encoded = {name: json.dumps(value) if isinstance(value, dict) else value for name, value in values.items()}
         columns = ", ".join(f"{name} = ?" for name in encoded)
         marks = ",".join("?" for _ in from_statuses)
@@ -222,6 +276,8 @@ class RunStore:
 
     def record_epoch(self, run_id: int, metrics: dict[str, float], **run_values: Any) -> None:
         """Store one epoch's metrics and update the run's summary columns in one transaction."""
+        if not _possible_id(run_id):
+            raise _not_found(run_id)
         with self._transaction() as connection:
             connection.execute(
                 f"INSERT OR REPLACE INTO metrics (run_id, epoch, {', '.join(METRIC_NAMES)}, recorded_at) "
@@ -234,10 +290,14 @@ class RunStore:
 
     def truncate_metrics(self, run_id: int, keep_epochs: int) -> None:
         """Drop metric rows after `keep_epochs` (a resumed run redoes those epochs)."""
+        if not _possible_id(run_id):
+            return
         with self._transaction() as connection:
             connection.execute("DELETE FROM metrics WHERE run_id = ? AND epoch > ?", (run_id, keep_epochs))
 
     def metrics(self, run_id: int) -> list[dict]:
+        if not _possible_id(run_id):
+            return []
         with self._connect() as connection:
             return self._metrics(connection, run_id)
 
@@ -251,17 +311,27 @@ class RunStore:
         self.update(run_id, cancel_requested=1)
 
     def cancel_requested(self, run_id: int) -> bool:
+        if not _possible_id(run_id):
+            return False
         with self._connect() as connection:
             row = connection.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
         return bool(row and row[0])
 
     def delete(self, run_id: int) -> None:
-        run = self.get(run_id, with_metrics=False)
-        if run.status in ("running",):
-            raise ValueError(f"Run {run_id} is still running. Cancel it first, then delete it.")
+        """Delete a run that is not running, with its metrics and files.
+
+        The status check and the delete are one statement inside one write transaction, so a
+        scheduler cannot claim the run between them (its worker would then write into a run
+        directory that no row owns). Raises RunStillRunning or RunNotFound.
+        """
+        if not _possible_id(run_id):
+            raise _not_found(run_id)
         with self._transaction() as connection:
+            deleted = connection.execute("DELETE FROM runs WHERE id = ? AND status != 'running'", (run_id,)).rowcount
+            if not deleted:
+                exists = connection.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+                raise RunStillRunning(f"Run {run_id} is still running. Cancel it first, then delete it.") if exists else _not_found(run_id)
             connection.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
-            connection.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         shutil.rmtree(self.run_directory(run_id), ignore_errors=True)
 
     # ------------------------------------------------------------------ files
@@ -289,11 +359,145 @@ ADDED_COLUMNS = (
 )
 
 
+def _schema_version(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _use_write_ahead_log(connection: sqlite3.Connection) -> None:
+    """Switch the database to WAL mode (persistent: done once, when the database is made or upgraded).
+
+    Two processes switching an old database at once can deadlock on the lock upgrade; SQLite
+    then answers one of them "database is locked" at once instead of waiting, so it tries again.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            busy = (getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _migrate(connection: sqlite3.Connection) -> None:
-    for table, column, declaration in ADDED_COLUMNS:
-        existing = {row["name"] for row in connection.execute(f"PRAGMA table_info({table})")}
-        if column not in existing:
-            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    """Bring the database to SCHEMA_VERSION: make missing tables, add missing columns.
+
+    Many processes may open an old database at once. Each takes the write lock and checks the
+    version again inside it, so exactly one upgrades and the others find it done (an unlocked
+    check-then-ALTER let two of them add the same column: "duplicate column name").
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if _schema_version(connection) < SCHEMA_VERSION:
+            for statement in SCHEMA:
+                connection.execute(statement)
+            for table, column, declaration in ADDED_COLUMNS:
+                # Databases made before versions were stored may have some of these already.
+                existing = {row["name"] for row in connection.execute(f"PRAGMA table_info({table})")}
+                if column not in existing:
+                    connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        _roll_back(connection)
+        raise
+
+
+def _roll_back(connection: sqlite3.Connection) -> None:
+    """Roll back unless SQLite already has: after a full disk or an I/O error it may roll back
+    by itself, and a second ROLLBACK would hide the real error behind "no transaction is active"."""
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
+
+
+def _possible_id(run_id: Any) -> bool:
+    """Whether `run_id` could name a run at all (a larger number would overflow SQLite's integer)."""
+    try:
+        return 1 <= int(run_id) <= MAX_RUN_ID
+    except (TypeError, ValueError):
+        return False
+
+
+def _not_found(run_id: Any) -> RunNotFound:
+    return RunNotFound(f"There is no run {run_id}. `python -m core runs list` shows the runs there are.")
+
+
+# SQLite's primary result codes for storage trouble (the low byte of the extended code).
+_DAMAGED_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+_STORAGE_CODES = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_PERM)
+
+
+def _database_problem(error: sqlite3.DatabaseError, directory: Path, database: Path) -> str | None:
+    """A sentence for a storage failure reported by SQLite, or None when it is not one."""
+    code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
+    cause = str(error)
+    if code in _DAMAGED_CODES:
+        return (
+            f"The runs database {database} is damaged ({cause}). Move it away to start a fresh one; "
+            f"runs' files in {directory}/<id>/ are kept."
+        )
+    if code == sqlite3.SQLITE_FULL:
+        return _full(directory, cause)
+    if code in _STORAGE_CODES:
+        # SQLite says "unable to open" or "attempt to write a readonly database" for several
+        # causes; the file system says which.
+        return _directory_state(directory, cause) or (
+            f"The runs database {database} cannot be opened or written ({cause}). Check that {directory} "
+            "exists and that LayerLab may write there, or point LAYERLAB_RUNS at another folder."
+        )
+    return None
+
+
+def _directory_problem(error: OSError, directory: Path) -> str:
+    """A sentence for a file-system failure on the runs directory."""
+    cause = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return _full(directory, cause)
+    if error.errno == errno.EROFS:
+        return _read_only(directory, cause)
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return (
+            f"LayerLab may not write in the runs directory {directory} ({cause}). Give this user write access, "
+            "or point LAYERLAB_RUNS at a folder it owns."
+        )
+    if error.errno in (errno.ENOTDIR, errno.EEXIST):
+        return (
+            f"The runs directory {directory} cannot be made: part of that path is a file, not a folder ({cause}). "
+            "Point LAYERLAB_RUNS at a folder."
+        )
+    return _directory_state(directory, cause) or (
+        f"The runs directory {directory} cannot be used ({cause}). Check the disk and the folder's permissions."
+    )
+
+
+def _directory_state(directory: Path, cause: str) -> str | None:
+    """The read-only or full message when the file system holding `directory` is so."""
+    try:
+        state = os.statvfs(directory)
+    except OSError:
+        return None
+    if state.f_flag & os.ST_RDONLY:
+        return _read_only(directory, cause)
+    if state.f_bavail == 0:
+        return _full(directory, cause)
+    return None
+
+
+def _read_only(directory: Path, cause: str) -> str:
+    return (
+        f"The runs directory {directory} is read-only ({cause}); LayerLab must write there even to list runs "
+        "(SQLite keeps its shared-memory and log files beside the database). Make it writable, or point "
+        "LAYERLAB_RUNS at a writable folder."
+    )
+
+
+def _full(directory: Path, cause: str) -> str:
+    return (
+        f"The disk holding {directory} is full ({cause}). Free some space (old runs' checkpoints in "
+        f"{directory}/<id>/ are the largest files) and try again."
+    )
 
 
 def _run_from_row(row: sqlite3.Row) -> Run:

@@ -1,15 +1,22 @@
 """Checkpoints: weights saved with the spec and settings that rebuild their model, loaded safely.
 
 Owns the checkpoint file formats. Weights go to safetensors (no code can hide in them) with
-the spec, the settings and a SHA-256 of the tensors in the header, so a file that was
-changed after saving is refused. The resume state (optimiser moments, schedule, history) is
-a `torch.save` file read back only with `weights_only=True`, which refuses pickled objects.
-Nothing here knows where files live; `core.store` says that.
+the spec, the settings and a SHA-256 of the tensors and the header, so a file damaged after
+saving (a flipped bit, a cut-short copy, a header edited by hand) is refused. The resume state
+(optimiser moments, schedule, history) is a `torch.save` payload behind one header line with
+its SHA-256, read back only with `weights_only=True`, which refuses pickled objects.
+
+The SHA-256 is not keyed: whoever can edit a file can also write a new sum into it. So it
+catches corruption and accidental edits, not deliberate tampering; what keeps a hostile file
+from running code is the formats themselves (safetensors holds only tensors, and the resume
+state is unpickled with `weights_only=True`). Nothing here knows where files live;
+`core.jobs.store` says that.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -25,10 +32,13 @@ from core.model import network as networks
 from core.training.settings import TrainSettings
 
 FORMAT = "layerlab-checkpoint-1"
+# A resume state file starts with this, a space, "sha256=", 64 hex digits and a newline; the
+# `torch.save` bytes follow.
+RESUME_FORMAT = b"layerlab-resume-1"
 
 
 class CheckpointError(LayerLabError, ValueError):
-    """A checkpoint that is missing, damaged, tampered with or not LayerLab's."""
+    """A checkpoint or resume state that is missing, damaged, changed after saving, or not LayerLab's."""
 
 
 def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
@@ -79,7 +89,7 @@ def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if raw_metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path.name} is a safetensors file but not a LayerLab checkpoint (it carries no LayerLab header).")
     if _digest(tensors, raw_metadata) != raw_metadata.get("sha256"):
-        raise CheckpointError(f"{path.name} was changed after it was saved (its SHA-256 does not match). It is refused.")
+        raise CheckpointError(f"{path.name} was changed or damaged after it was saved (its SHA-256 does not match). It is refused.")
     try:
         metadata = {"spec": json.loads(raw_metadata["spec"]), "settings": json.loads(raw_metadata["settings"])}
         for name, value in raw_metadata.items():
@@ -103,18 +113,42 @@ def load(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dic
     return model.to(device), metadata["spec"], settings
 
 
+def _resume_header(payload: bytes) -> bytes:
+    return RESUME_FORMAT + b" sha256=" + hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n"
+
+
 def save_resume_state(path: Path, state: dict[str, Any]) -> None:
+    """Write a resume state: a header line with the SHA-256 of the `torch.save` bytes, then those bytes.
+
+    The sum travels inside the one file (not beside it), so the file is replaced atomically
+    with its sum and a copy of it stays checkable.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, temporary)
+    temporary.write_bytes(_resume_header(payload) + payload)
     os.replace(temporary, path)
 
 
 def load_resume_state(path: Path) -> dict[str, Any]:
-    """Read a resume state; `weights_only=True` refuses anything but tensors and plain values."""
-    if not Path(path).is_file():
+    """Read a resume state after checking its SHA-256; `weights_only=True` refuses anything but tensors and plain values."""
+    path = Path(path)
+    if not path.is_file():
         raise CheckpointError("This run has no saved state to resume from: it never finished an epoch. Start it again instead.")
+    header, newline, payload = path.read_bytes().partition(b"\n")
+    if not newline or not header.startswith(RESUME_FORMAT + b" sha256="):
+        raise CheckpointError(
+            f"The saved state {path.name} carries no LayerLab checksum (LayerLab did not write it, or an older "
+            "LayerLab did); it is refused. Resume is not possible; start the run again."
+        )
+    if _resume_header(payload) != header + newline:
+        raise CheckpointError(
+            f"The saved state {path.name} was changed or damaged after it was saved (its SHA-256 does not match); "
+            "it is refused. Resume is not possible; start the run again."
+        )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as error:
-        raise CheckpointError(f"The saved state {Path(path).name} cannot be read safely ({error}). Start the run again.") from None
+        raise CheckpointError(f"The saved state {path.name} cannot be read safely ({error}). Start the run again.") from None
