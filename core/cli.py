@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import LayerLabError
+from core.jobs.service import JobService
 from core.jobs.store import RunStore
 from core.model import vocabulary
 from core.training.settings import TrainSettings, parse_assignment
@@ -160,11 +161,9 @@ class _ProgressBar:
 
 
 def command_train(arguments: argparse.Namespace) -> None:
-    from core.jobs import service
-
     network, settings, name = _network_and_settings(arguments)
     store = RunStore()
-    service = service.JobService(store)
+    service = JobService(store)
     run_id = service.submit(network, settings, owner=arguments.owner, name=name)
     if arguments.background:
         service.ensure_scheduler()
@@ -188,7 +187,7 @@ def command_train(arguments: argparse.Namespace) -> None:
 
 
 def command_runs_list(arguments: argparse.Namespace) -> None:
-    runs = RunStore().list(owner=arguments.owner)
+    runs = JobService(RunStore()).runs(owner=arguments.owner)  # Runs whose worker is gone read `interrupted`.
     lines = [f"{'id':>4}  {'status':<11} {'owner':<10} {'dataset':<13} {'val acc':>7} {'test acc':>8} {'epochs':>6}  network"]
     for run in runs:
         validation = f"{run.best_validation_accuracy:.4f}" if run.best_validation_accuracy is not None else "—"
@@ -201,11 +200,9 @@ def command_runs_list(arguments: argparse.Namespace) -> None:
 
 
 def command_runs_show(arguments: argparse.Namespace) -> None:
-    from core.jobs.service import JobService
-
-    store = RunStore()
-    run = store.get(arguments.id)
-    queue_position = JobService(store).queue_position(run.id) if run.status == "queued" else None
+    service = JobService(RunStore())
+    run = service.run(arguments.id)  # A run whose worker is gone reads `interrupted`, not a stale `running`.
+    queue_position = service.queue_position(run.id) if run.status == "queued" else None
     lines = [
         f"Run {run.id} — {run.name or 'unnamed'} ({run.status}) owner {run.owner or '—'}, {run.dataset}, {run.device or 'not started'}",
         f"Network: {vocabulary.summarize_network(run.spec)}",
@@ -237,16 +234,12 @@ def command_eval(arguments: argparse.Namespace) -> None:
 
 
 def command_cancel(arguments: argparse.Namespace) -> None:
-    from core.jobs import service
-
-    status = service.JobService(RunStore()).cancel(arguments.id)
+    status = JobService(RunStore()).cancel(arguments.id)
     _emit(arguments, f"Run {arguments.id}: {status}.", {"run_id": arguments.id, "status": status})
 
 
 def command_resume(arguments: argparse.Namespace) -> None:
-    from core.jobs import service
-
-    service = service.JobService(RunStore())
+    service = JobService(RunStore())
     service.resume(arguments.id)
     service.ensure_scheduler()
     _emit(arguments, f"Run {arguments.id} queued to resume from its last finished epoch.", {"run_id": arguments.id, "status": "queued"})
