@@ -180,11 +180,11 @@ def add_layer_row(work: dict) -> None:
     choose, add = st.columns([2, 1], vertical_alignment="bottom")
     labels = {kind: kind_name(kind) for kind in kinds}
     choose.selectbox(t("build.add_kind"), kinds, index=kinds.index("dense"), format_func=labels.get, key="build_add_kind")
-    full = len(work["layers"]) >= builder.MAX_LAYERS
+    full = len(work["layers"]) >= vocabulary.MAX_LAYERS
     add.button(t("build.add_layer"), icon="➕", disabled=full, width="stretch",
                on_click=lambda: edit_layers(builder.insert_layer, st.session_state.build_add_kind))
     if full:
-        st.caption(t("build.max_layers", count=builder.MAX_LAYERS))
+        st.caption(t("build.max_layers", count=vocabulary.MAX_LAYERS))
 
 
 def summary_panel(work: dict, checked: builder.Checked) -> None:

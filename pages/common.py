@@ -17,6 +17,7 @@ Session-state keys (one place to look them up):
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import streamlit as st
@@ -79,10 +80,23 @@ def init_state() -> None:
     if "owner" not in st.session_state:
         st.session_state.owner = st.query_params.get("owner", "")
     if "selected_run" not in st.session_state:
-        from_url = st.query_params.get("run", "")
-        st.session_state.selected_run = int(from_url) if from_url.isdigit() else None
+        st.session_state.selected_run = run_from_url(st.query_params.get("run", ""))
     if "network" not in st.session_state:
         init_network()
+
+
+# A run id in the URL: ASCII digits only (str.isdigit() also takes "²"), and no more than the
+# largest id SQLite stores (2**63 - 1, 19 digits); anything else is ignored.
+RUN_ID_TEXT = re.compile(r"[0-9]{1,19}")
+MAX_RUN_ID = 2**63 - 1
+
+
+def run_from_url(text: str) -> int | None:
+    """The run id a ?run= value names, or None when it names none."""
+    if not RUN_ID_TEXT.fullmatch(text):
+        return None
+    run_id = int(text)
+    return run_id if 1 <= run_id <= MAX_RUN_ID else None
 
 
 def init_network() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from core.model import network as networks
 from core.training import presets
 from core.views import builder_state as builder
+from core.views import i18n
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 CARD_TITLES = {"conv": "Convolution", "avgpool": "Average pooling", "maxpool": "Max-pooling", "dense": "Dense", "dropout": "Dropout",
@@ -166,6 +169,39 @@ def test_a_broken_link_explains_and_falls_back(runs_dir):
     assert at.session_state["preset"] == "nielsen-2-conv-pool"
 
 
+def _pack(text: str) -> str:
+    """A link the way encode_link makes one, around any text."""
+    return base64.urlsafe_b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii").rstrip("=")
+
+
+# JSON that once raised past our errors (TypeError, RecursionError, ValueError) or took long.
+HOSTILE_JSON = {
+    "unhashable-kind": '{"layers": [{"kind": []}, {"kind": "output"}]}',
+    "unhashable-kind-bare-list": '[{"kind": {}}]',
+    "nested-100000-deep": "[" * 100_000 + "]" * 100_000,
+    "5000-digit-integer": '{"layers": [{"kind": "dense", "units": ' + "7" * 5000 + '}, {"kind": "output"}]}',
+    "4000-digit-integer": '{"layers": [{"kind": "dense", "units": ' + "7" * 4000 + '}, {"kind": "output"}]}',
+    "20000-layers": json.dumps([0] * 20_000),
+    "name-a-list": '{"layers": [{"kind": "output"}], "name": [[["x"]]]}',
+    "name-a-huge-number": '{"layers": [{"kind": "output"}], "name": ' + "9" * 3000 + "}",
+}
+
+
+@pytest.mark.parametrize("text", HOSTILE_JSON.values(), ids=HOSTILE_JSON.keys())
+def test_a_hostile_link_explains_and_falls_back_on_every_rerun(runs_dir, text):
+    link = _pack(text)
+    assert len(link) <= builder.MAX_LINK_CHARACTERS, "small enough that the page reads it"
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["net"] = link
+    at.run()
+    assert not at.exception, [error.value for error in at.exception]
+    assert any(error.value.startswith(i18n.translate("en", "build.link_error")) for error in at.error)
+    assert at.session_state["preset"] == "nielsen-2-conv-pool"
+    assert total_shown(at) == f"{networks.validate(presets.get('nielsen-2-conv-pool').network).total_parameters:,}"
+    at.run()  # The session keeps working: no traceback, and the message is not repeated.
+    assert not at.exception and not at.error
+
+
 def test_the_address_bar_follows_the_network(app):
     load_preset(app.run(), "lenet-5")
     assert builder.decode_link(app.query_params["net"]) == builder.check_editable(presets.get("lenet-5").network)
@@ -195,14 +231,26 @@ def test_loading_a_json_file(app):
 
 @pytest.mark.parametrize(
     "content, words",
-    [(b"{not json", "not valid JSON"), (json.dumps({"layers": [{"kind": "magic"}]}).encode(), "unknown kind 'magic'")],
+    [
+        (b"{not json", "not valid JSON"),
+        (json.dumps({"layers": [{"kind": "magic"}]}).encode(), "unknown kind 'magic'"),
+        (HOSTILE_JSON["unhashable-kind"].encode(), "unknown kind []"),
+        (HOSTILE_JSON["nested-100000-deep"].encode(), "too deeply"),
+        (HOSTILE_JSON["5000-digit-integer"].encode(), "thousands of digits"),
+        (HOSTILE_JSON["4000-digit-integer"].encode(), "far more than its maximum"),
+        (json.dumps({"layers": [{"kind": "dense"}] * 20_000}).encode(), "at most 100"),
+        (HOSTILE_JSON["name-a-list"].encode(), "'name' must be text"),
+    ],
+    ids=["not-json", "unknown-kind", "unhashable-kind", "nested", "5000-digits", "4000-digits", "20000-layers", "name-a-list"],
 )
 def test_a_bad_json_file_shows_why(app, content, words):
     app.run()
     before = app.session_state["network"]
     app.file_uploader(key="build_upload").set_value(("bad.json", content, "application/json")).run()
     assert not app.exception
-    assert any(words in error.value for error in app.error)
+    assert any(words in error.value for error in app.error), [error.value for error in app.error]
+    reasons = ("not_json", "not_network")
+    assert any(error.value.startswith(tuple(i18n.translate("en", f"build.load_error.{reason}") for reason in reasons)) for error in app.error)
     assert app.session_state["network"] == before
 
 

@@ -271,6 +271,28 @@ def test_selected_run_comes_back_from_the_url(app_store):
     assert f"#{run_id}" in at.subheader[0].value
 
 
+@pytest.mark.parametrize("value", ["²", "٣", "99999999999999999999", str(2**63), "0", "-1", "1e3", "7\n", ""])
+def test_a_run_in_the_url_that_names_none_is_ignored(app_store, value):
+    # "²" and "٣" pass str.isdigit(); 2**63 and more overflow SQLite's integers.
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["run"] = value
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, [error.value for error in at.exception]
+    assert at.session_state["selected_run"] is None
+    assert i18n.translate("en", "train.no_run") in [info.value for info in at.info]
+
+
+def test_the_largest_run_id_in_the_url_is_looked_up_not_crashed_on(app_store):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["run"] = str(2**63 - 1)
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, [error.value for error in at.exception]
+    assert at.session_state["selected_run"] is None  # The run does not exist, so the page lets it go.
+    assert i18n.translate("en", "train.run_gone", id=2**63 - 1) in [info.value for info in at.info]
+
+
 def test_korean_labels(app_store):
     run_id = app_store.create(get_preset("logistic-regression").network, {"dataset": "mnist", "epochs": 3}, status="succeeded")
     at = open_page("pages/train.py", language="ko", selected_run=run_id, **logistic_state())

@@ -57,8 +57,8 @@ def test_insert_goes_before_the_output_layer_unless_it_is_an_output():
 
 
 def test_insert_refuses_more_than_max_layers():
-    layers = working(*["dense"] * builder.MAX_LAYERS)
-    with pytest.raises(ValueError, match=str(builder.MAX_LAYERS)):
+    layers = working(*["dense"] * vocabulary.MAX_LAYERS)
+    with pytest.raises(ValueError, match=str(vocabulary.MAX_LAYERS)):
         builder.insert_layer(layers, "dense")
 
 
@@ -91,6 +91,18 @@ def test_check_editable_fills_defaults_and_accepts_preset_and_run_files():
     assert builder.to_spec(builder.check_editable(preset_file)) == builder.to_spec(builder.check_editable(preset_file["network"]))
 
 
+def test_values_above_a_maximum_reach_the_editor_only_as_far_as_a_number_box_holds():
+    largest = vocabulary.MAX_EDITABLE_NUMBER
+    assert builder.check_editable([{"kind": "dense", "units": largest}])["layers"][0]["units"] == largest
+    with pytest.raises(builder.LoadError, match="far more than its maximum of 100000"):
+        builder.check_editable([{"kind": "dense", "units": largest + 1}])
+
+
+def test_an_empty_network_and_a_long_name_reach_the_editor():
+    checked = builder.check_editable({"layers": [], "name": "n" * 500})
+    assert checked["layers"] == [] and checked["name"] == "n" * 100
+
+
 def test_check_editable_lets_through_what_validation_explains():
     # A kernel too big and an output layer in the middle are shown in the editor with their error.
     spec = {"layers": [{"kind": "conv", "kernel_size": 40}, {"kind": "output"}, {"kind": "dense"}], "normalize": False}
@@ -106,12 +118,12 @@ def test_check_editable_lets_through_what_validation_explains():
         ({"layers": [{"kind": "dense", "units": True}]}, "whole number"),
         ({"layers": [{"kind": "dense", "units": 2.5}]}, "whole number"),
         ({"layers": [{"kind": "dense", "units": 0}]}, "at least 1"),
-        ({"layers": [{"kind": "dense", "activation": "swish"}]}, "choose one of"),
+        ({"layers": [{"kind": "dense", "activation": "swish"}]}, "Choose one of"),
         ({"layers": [{"kind": "dropout", "p": float("nan")}]}, "must be a number"),
         ({"layers": [], "normalize": "yes"}, "true or false"),
         ({"layers": [], "optimizer": "sgd"}, "Unknown network setting"),
         ({"layer": []}, "'layers' list"),
-        ({"layers": [{"kind": "dense"}] * (builder.MAX_LAYERS + 1)}, "at most"),
+        ({"layers": [{"kind": "dense"}] * (vocabulary.MAX_LAYERS + 1)}, "at most"),
         ("dense", "'layers' list"),
     ],
 )
@@ -136,6 +148,12 @@ def test_json_file_round_trip(name):
         (b"\xff\xfe\x00garbage", "not_text"),
         (b'{"layers": [', "not_json"),
         (b'{"layers": [{"kind": "dense", "units": -1}]}', "not_network"),
+        (b"[" * 100_000 + b"]" * 100_000, "not_json"),  # RecursionError inside json.loads
+        (b'{"layers": [{"kind": "dense", "units": ' + b"7" * 5000 + b"}]}", "not_json"),  # past Python's 4,300 digits
+        (b'{"layers": [{"kind": []}]}', "not_network"),  # an unhashable kind
+        (b'{"layers": [{"kind": "dense", "units": ' + b"7" * 4000 + b"}]}", "not_network"),  # more than a number box holds
+        (b'{"layers": [], "name": [[["x"]]]}', "not_network"),
+        (b'{"network": {"layers": [{"kind": "output"}]}, "layers": 5}', "not_network"),
     ],
 )
 def test_bad_files_give_a_reason_not_a_traceback(data, reason):
@@ -185,6 +203,10 @@ def _pack(data: bytes) -> str:
         _pack(b'{"layers": [{"kind": "dense"}]}')[:-6],  # cut off while copying
         _pack(b"[" * 10 + b"not json"),
         _pack(b" " * (builder.MAX_SPEC_BYTES * 20)),  # a small link that unpacks to a lot
+        _pack(b"[" * 60_000),  # nested past what json.loads can follow
+        _pack(b"9" * 5000),  # an integer past Python's 4,300 digits
+        "ü" * 10,  # not base64
+        12345,  # not text at all
     ],
 )
 def test_damaged_links_are_refused_with_a_reason(link):

@@ -1,15 +1,29 @@
 """Tests for core.settings: every field rejects impossible values with an error naming it, settings
-round-trip through JSON, command-line assignments get their field's type, and every preset validates."""
+round-trip through JSON, command-line assignments get their field's type, every preset validates,
+each bound is declared once (the augmentation's shared with core.data.augment), and junk of any
+shape gives a SettingsError."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 
+from core.data.augment import Augmentation, AugmentationError
+from core.data.bounds import AUGMENTATION_BOUNDS, shown
 from core.training.presets import all_presets
-from core.training.settings import OPTIMIZERS, SCHEDULES, SettingsError, TrainSettings, parse_assignment
+from core.training.settings import (
+    MAX_SEED,
+    OPTIMIZERS,
+    SCHEDULES,
+    SettingsError,
+    TrainSettings,
+    bound_of,
+    choices_of,
+    parse_assignment,
+)
 
 # (field, bad value as it could arrive from JSON or Python, words the message must contain)
 INVALID_VALUES = [
@@ -232,3 +246,119 @@ def test_every_preset_has_valid_settings(name):
     for key, value in preset.settings.items():
         assert getattr(settings, key) == value
     assert preset.train_settings(epochs=1).epochs == 1
+
+
+# ----------------------------------------------------------------------------- bounds, declared once
+
+BOUNDED = [spec_field.name for spec_field in dataclasses.fields(TrainSettings) if bound_of(spec_field.name) is not None]
+
+
+def _just_outside(bound, value, left_out, direction):
+    """The nearest value past a bound's end: the end itself when left out, else one step beyond."""
+    if left_out:
+        return value
+    if isinstance(value, int):
+        return value + direction
+    return math.nextafter(value, direction * math.inf)
+
+
+def test_every_number_setting_has_a_bound_and_every_text_setting_choices():
+    for spec_field in dataclasses.fields(TrainSettings):
+        kind = type(spec_field.default)
+        if kind in (int, float):
+            assert bound_of(spec_field.name) is not None, spec_field.name
+            assert bound_of(spec_field.name).contains(spec_field.default), spec_field.name
+        elif kind is str:
+            assert spec_field.default in choices_of(spec_field.name), spec_field.name
+
+
+@pytest.mark.parametrize("name", BOUNDED)
+def test_a_value_just_outside_each_bound_is_refused_naming_the_field(name):
+    bound = bound_of(name)
+    below = _just_outside(bound, bound.minimum, bound.above_minimum, -1)
+    above = _just_outside(bound, bound.maximum, bound.below_maximum, +1)
+    for value in (below, above):
+        with pytest.raises(SettingsError) as caught:
+            TrainSettings.from_dict({name: value})
+        assert caught.value.field_name == name and f"'{name}'" in str(caught.value)
+        assert bound.interval_text() and not bound.contains(value)
+
+
+def test_augmentation_settings_use_the_augmentation_bounds():
+    for name, bound in AUGMENTATION_BOUNDS.items():
+        assert bound_of(name) is bound
+
+
+@pytest.mark.parametrize("name", list(AUGMENTATION_BOUNDS))
+def test_the_ends_of_each_augmentation_bound_agree_with_augmentation(name):
+    bound = AUGMENTATION_BOUNDS[name]
+    inside = [bound.minimum if not bound.above_minimum else math.nextafter(bound.minimum, math.inf),
+              bound.maximum if not bound.below_maximum else math.nextafter(bound.maximum, -math.inf)]
+    if name == "shift_pixels":
+        inside = [int(bound.minimum), int(bound.maximum)]
+    for value in inside:
+        settings = TrainSettings.from_dict({name: value})
+        Augmentation(**{field: getattr(settings, field) for field in AUGMENTATION_BOUNDS}).validate()
+    outside = [_just_outside(bound, bound.minimum, bound.above_minimum, -1), _just_outside(bound, bound.maximum, bound.below_maximum, +1)]
+    for value in outside:
+        with pytest.raises(SettingsError):
+            TrainSettings.from_dict({name: value})
+        with pytest.raises(AugmentationError, match=name):
+            Augmentation(**{name: value}).validate()
+
+
+def test_a_skew_of_two_is_refused_before_any_run_starts():
+    # `--set skew=2` used to pass these checks and then crash inside the run's augmentation.
+    with pytest.raises(SettingsError, match="'skew' is 2.0, but it must be at most 1"):
+        TrainSettings.from_dict({"skew": 2})
+    name, value = parse_assignment("skew=2")
+    with pytest.raises(SettingsError) as caught:
+        TrainSettings.from_dict({name: value})
+    assert caught.value.field_name == "skew"
+
+
+def test_the_seed_range_is_one_torch_takes():
+    import torch
+
+    for seed in (0, MAX_SEED):
+        torch.Generator().manual_seed(TrainSettings.from_dict({"seed": seed}).seed)
+    with pytest.raises(SettingsError, match="'seed'"):
+        TrainSettings.from_dict({"seed": MAX_SEED + 1})
+
+
+@pytest.mark.parametrize(
+    "values, field_name",
+    [
+        ({1: 3}, None),
+        ({("epochs",): 3}, None),
+        ({None: 3}, None),
+        ({"epochs": [3]}, "epochs"),
+        ({"epochs": {"value": 3}}, "epochs"),
+        ({"learning_rate": [[[[0.1]]]]}, "learning_rate"),
+        ({"dataset": ["mnist"]}, "dataset"),
+        ({"full_train": None}, "full_train"),
+        ({"epochs": 10**5000}, "epochs"),
+        ({"learning_rate": 10**5000}, "learning_rate"),
+        ({"epochs": "9" * 5000}, "epochs"),
+        ({"learning_rate": "9" * 5000}, "learning_rate"),
+        ({"epochs": float("inf")}, "epochs"),
+        ({"epochs": "nan"}, "epochs"),
+        ({"device": "cuda:x"}, "device"),
+        ({"x" * 100_000: 1}, "x" * 100_000),
+    ],
+    ids=lambda case: shown(case)[:40],
+)
+def test_junk_gives_a_settings_error_not_a_traceback(values, field_name):
+    with pytest.raises(SettingsError) as caught:
+        TrainSettings.from_dict(values)
+    assert caught.value.field_name == field_name
+    assert len(str(caught.value)) < 300, "the message quotes a shortened value"
+
+
+@pytest.mark.parametrize("name, value", [("epochs", "3"), ("device", 3), ("full_train", 1), ("learning_rate", None)])
+def test_validate_refuses_wrong_types_set_directly(name, value):
+    settings = TrainSettings()
+    setattr(settings, name, value)
+    with pytest.raises(SettingsError) as caught:
+        settings.validate()
+    assert caught.value.field_name == name

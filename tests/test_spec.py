@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 
 import pytest
 import torch
@@ -436,3 +437,64 @@ def test_default_layer_is_complete_and_validates_in_a_small_network(kind):
 def test_default_layer_rejects_an_unknown_kind():
     with pytest.raises(SpecError, match="Unknown layer kind 'transformer'"):
         vocabulary.default_layer("transformer")
+
+
+# ----------------------------------------------------------------------------- hostile specs
+
+
+def test_the_layer_limit_is_one_number_for_validation_and_the_editor():
+    from core.views import builder_state as builder
+
+    longest = [dense(10)] * (vocabulary.MAX_LAYERS - 1) + [OUTPUT]
+    assert len(networks.validate(longest).rows) == vocabulary.MAX_LAYERS
+    assert len(builder.check_editable(longest)["layers"]) == vocabulary.MAX_LAYERS
+    too_long = [dense(10)] + longest
+    with pytest.raises(SpecError, match=f"101 layers, but a network can have at most {vocabulary.MAX_LAYERS}"):
+        networks.validate(too_long)
+    with pytest.raises(builder.LoadError, match=f"at most {vocabulary.MAX_LAYERS}"):
+        builder.check_editable(too_long)
+    with pytest.raises(ValueError, match=str(vocabulary.MAX_LAYERS)):
+        builder.insert_layer(builder.editable(longest)["layers"], "dense")
+
+
+def test_a_long_network_answers_within_a_second():
+    networks.validate([dense(10), OUTPUT])  # The first pass on the meta device loads PyTorch's shape code.
+    for layers in ([OUTPUT] * 20_000, [dense(100_000)] * (vocabulary.MAX_LAYERS - 1) + [OUTPUT]):
+        started = time.perf_counter()
+        with pytest.raises(SpecError):
+            networks.validate(layers)
+        assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    "name", [None, 5, 1.5, True, float("nan"), 10**5000, [[["x"]]], {"a": 1}], ids=lambda value: type(value).__name__
+)
+def test_a_name_that_is_not_text_is_a_spec_error(name):
+    with pytest.raises(SpecError, match="'name' must be text") as caught:
+        vocabulary.normalize_spec({"layers": [OUTPUT], "name": name})
+    assert len(str(caught.value)) < 200
+
+
+def test_a_name_that_is_text_is_kept():
+    assert vocabulary.normalize_spec({"layers": [OUTPUT], "name": "mine"})["name"] == "mine"
+
+
+@pytest.mark.parametrize(
+    "network, words",
+    [
+        ([{"kind": []}, OUTPUT], "unknown kind []"),
+        ([{"kind": {"dense": 1}}, OUTPUT], "unknown kind {'dense': 1}"),
+        ([dense(10**5000), OUTPUT], "about 5,001 digits"),
+        ([{"kind": "dropout", "p": 10**5000}, OUTPUT], "must be a number"),
+        ([dense(activation=["relu"]), OUTPUT], "Choose one of"),
+        ([{"kind": "dense", 5: 1}, OUTPUT], "no field 5"),
+        ({"layers": [OUTPUT], 7: 1, "x" * 1000: 2}, "Unknown network setting"),
+        ([[[[[[[[OUTPUT]]]]]]]], "must be an object"),
+        ([{"kind": "dense" * 10_000}, OUTPUT], "unknown kind"),
+    ],
+    ids=["kind-a-list", "kind-a-dict", "huge-units", "huge-p", "activation-a-list", "field-named-5", "odd-top-keys", "nested", "long-kind"],
+)
+def test_hostile_values_give_a_short_spec_error(network, words):
+    with pytest.raises(SpecError) as caught:
+        networks.validate(network)
+    assert words in str(caught.value) and len(str(caught.value)) < 300

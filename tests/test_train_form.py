@@ -9,12 +9,15 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from core.data import augment
 from core.jobs.store import STATUSES
 from core.training.presets import all_presets
 from core.training.presets import get as get_preset
-from core.training.settings import TrainSettings
+from core.training import optim
+from core.training import settings as settings_module
+from core.training.settings import OPTIMIZERS, SettingsError, TrainSettings
 from core.views import i18n, run_views, train_form
 
 FORM_ONLY_ELSEWHERE = {"loss"}  # one choice only, so the form does not show it
@@ -33,12 +36,41 @@ def test_presets_fill_the_form_unchanged(preset):
         assert form_field.coerce(values[name]) == values[name], name
 
 
-def test_form_bounds_lie_within_what_training_accepts():
-    # Every maximum the form allows is a valid setting (minimums like a learning rate of 0 are
-    # allowed by the widget on purpose: the page then shows the settings error next to the field).
+NUMBER_FIELDS = [name for name, form_field in train_form.FIELDS.items() if form_field.kind in ("int", "float")]
+
+
+@pytest.mark.parametrize("name", NUMBER_FIELDS)
+def test_each_number_widget_spans_exactly_the_settings_bound(name):
+    form_field, bound = train_form.FIELDS[name], settings_module.bound_of(name)
+    assert bound is not None, f"{name} has a number widget but no bound in TrainSettings"
+    assert (form_field.minimum, form_field.maximum) == (bound.minimum, bound.maximum)
+    assert type(form_field.minimum) is type(form_field.maximum) is type(getattr(TrainSettings(), name))
+    # An included end is a valid setting; an end the bound leaves out (a learning rate of 0,
+    # momentum 1) is reachable in the widget, and then refused with an error naming the field.
+    for end, left_out in ((bound.minimum, bound.above_minimum), (bound.maximum, bound.below_maximum)):
+        if left_out:
+            with pytest.raises(SettingsError) as caught:
+                TrainSettings().with_values(**{name: end})
+            assert caught.value.field_name == name
+        else:
+            assert getattr(TrainSettings().with_values(**{name: end}), name) == end
+
+
+def test_each_choice_widget_offers_the_settings_choices():
     for name, form_field in train_form.FIELDS.items():
-        if form_field.kind in ("int", "float") and name != "elastic_sigma":
-            TrainSettings().with_values(**{name: form_field.maximum})
+        if form_field.kind == "choice":
+            assert form_field.choices == settings_module.choices_of(name)
+            for choice in form_field.choices:
+                assert getattr(TrainSettings().with_values(**{name: choice}), name) == choice
+
+
+@pytest.mark.parametrize("optimizer", [name for name in OPTIMIZERS if train_form.FIELDS["momentum"].applies({"optimizer": name})])
+def test_the_momentum_the_form_offers_reaches_the_optimizer(optimizer):
+    settings = TrainSettings(optimizer=optimizer, momentum=0.37)
+    made = optim.make_optimizer(torch.nn.Linear(3, 2), settings)
+    assert made.param_groups[0]["momentum"] == 0.37
+    if optimizer == "rmsprop":
+        assert isinstance(made, torch.optim.RMSprop)
 
 
 def test_unknown_preset_falls_back_to_the_defaults():
@@ -62,7 +94,8 @@ def test_parse_names_the_field_to_change():
 
 
 def test_coerce_clamps_and_converts():
-    assert train_form.FIELDS["momentum"].coerce(1.5) == 0.999
+    assert train_form.FIELDS["momentum"].coerce(1.5) == 1.0  # the bound's end; the page then says "below 1"
+    assert train_form.FIELDS["momentum"].coerce(-2) == 0.0 and isinstance(train_form.FIELDS["momentum"].coerce(-2), float)
     assert train_form.FIELDS["epochs"].coerce(3.0) == 3 and isinstance(train_form.FIELDS["epochs"].coerce(3.0), int)
     assert train_form.FIELDS["optimizer"].coerce("nonsense") == "sgd"
 

@@ -1,8 +1,10 @@
 """Random, batch-wise data augmentation for images in [0, 1]: integer shifts, rotation,
 zoom, skew and Simard's elastic distortion, all computed on the batch's own device.
 
-This module owns the augmentation settings and the tensor maths that applies them. It does
-not know about datasets, the training loop or how a preview is drawn; it takes a batch of
+This module owns the augmentation settings and the tensor maths that applies them; each
+setting's range is declared once, in `core.data.bounds.AUGMENTATION_BOUNDS` (torch-free, so
+the training settings declare their augmentation fields with the same ranges). It does not
+know about datasets, the training loop or how a preview is drawn; it takes a batch of
 shape (N, C, H, W) and returns a new one of the same shape, dtype and device.
 
 Geometry conventions, used throughout: x runs to the right and y runs down the image;
@@ -19,15 +21,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# A shift of 28 pixels moves a 28x28 MNIST digit entirely out of its frame.
-MNIST_SIDE = 28
-
-# A skew (shear) factor of 1 already slants vertical strokes by 45 degrees.
-MAX_SKEW = 1.0
+from core.data.bounds import AUGMENTATION_BOUNDS, MNIST_SIDE, shown
+from core.errors import LayerLabError
 
 # The Gaussian kernel is cut off at three standard deviations, like scipy.ndimage's
 # gaussian_filter(truncate=3.0), which the common Simard 2003 re-implementations call.
 GAUSSIAN_TRUNCATE = 3.0
+
+
+class AugmentationError(LayerLabError, ValueError):
+    """An augmentation setting outside its range; the message names the field and the range."""
 
 
 @dataclass(frozen=True)
@@ -52,49 +55,34 @@ class Augmentation:
         return self.rotation_degrees > 0 or self.scale > 0 or self.skew > 0
 
     def validate(self) -> None:
-        """Raise ValueError, naming the field and a valid range, for any setting out of range."""
+        """Raise AugmentationError, naming the field and its valid range, for any setting out of range."""
         if isinstance(self.shift_pixels, bool) or not isinstance(self.shift_pixels, int):
-            raise ValueError(
-                f"shift_pixels must be a whole number of pixels, got {self.shift_pixels!r}. "
+            raise AugmentationError(
+                f"shift_pixels must be a whole number of pixels, got {shown(self.shift_pixels)}. "
                 "Use 1 or 2 (Nielsen's expand_mnist.py shifts by 1)."
             )
-        if not 0 <= self.shift_pixels < MNIST_SIDE:
-            raise ValueError(
-                f"shift_pixels must be between 0 and {MNIST_SIDE - 1}, got {self.shift_pixels}: "
-                f"a shift of {MNIST_SIDE} moves a {MNIST_SIDE}x{MNIST_SIDE} digit out of the frame. "
-                "Use 1 or 2."
-            )
-        _check_range("rotation_degrees", self.rotation_degrees, 0.0, 180.0, "Use 10 to 15 for digits.")
-        _check_range(
-            "scale", self.scale, 0.0, 1.0, "Use 0.1 for zooms between 0.9 and 1.1.", upper_inclusive=False
-        )
-        _check_range("skew", self.skew, 0.0, MAX_SKEW, "Use 0.1 to 0.3 for a slight slant.")
-        _check_range(
-            "elastic_alpha", self.elastic_alpha, 0.0, math.inf, "Use 0 (off) or about 34 (Simard 2003)."
-        )
-        _check_number("elastic_sigma", self.elastic_sigma)
-        if self.elastic_sigma <= 0:
-            raise ValueError(
-                f"elastic_sigma must be greater than 0 pixels, got {self.elastic_sigma}. "
-                "Use about 4 (Simard 2003); smaller values give jagged, noisy distortions."
-            )
+        for name in AUGMENTATION_BOUNDS:
+            _check_range(name, getattr(self, name))
 
 
-def _check_number(name: str, value: object) -> None:
-    """Reject values that are not finite real numbers."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+# What to try instead, per field, after the range an out-of-range value missed.
+ADVICE = {
+    "shift_pixels": f"A shift of {MNIST_SIDE} moves a {MNIST_SIDE}x{MNIST_SIDE} digit out of the frame; use 1 or 2.",
+    "rotation_degrees": "Use 10 to 15 for digits.",
+    "scale": "Use 0.1 for zooms between 0.9 and 1.1.",
+    "skew": "Use 0.1 to 0.3 for a slight slant.",
+    "elastic_alpha": "Use 0 (off) or about 34 (Simard 2003).",
+    "elastic_sigma": "Use about 4 (Simard 2003); smaller values give jagged, noisy distortions.",
+}
 
 
-def _check_range(
-    name: str, value: float, low: float, high: float, advice: str, upper_inclusive: bool = True
-) -> None:
-    """Reject a value outside [low, high] (or [low, high) when upper_inclusive is False)."""
-    _check_number(name, value)
-    above = value > high if upper_inclusive else value >= high
-    if value < low or above:
-        closing = "]" if upper_inclusive else ")"
-        raise ValueError(f"{name} must lie in [{low:g}, {high:g}{closing}, got {value}. {advice}")
+def _check_range(name: str, value: object) -> None:
+    """Reject a value that is not a finite real number inside the field's AUGMENTATION_BOUNDS range."""
+    bound = AUGMENTATION_BOUNDS[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+        raise AugmentationError(f"{name} must be a finite number, got {shown(value)}.")
+    if not bound.contains(value):
+        raise AugmentationError(f"{name} must lie in {bound.interval_text()}, got {shown(value)}. {ADVICE[name]}")
 
 
 def augment(

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from core.data.bounds import shown
 from core.model.vocabulary import (
     DATASET_STATISTICS,
     IMAGE_KINDS,
@@ -86,8 +87,8 @@ def validate(spec: dict | list, dataset: str = "mnist") -> Summary:
     Shapes and parameter counts come from a real forward pass through the built blocks;
     the arithmetic below only produces a readable error before PyTorch would raise.
     """
-    if dataset not in DATASET_STATISTICS:
-        raise SpecError(f"Unknown dataset {dataset!r}. Choose one of: {', '.join(DATASET_STATISTICS)}.")
+    if not isinstance(dataset, str) or dataset not in DATASET_STATISTICS:
+        raise SpecError(f"Unknown dataset {shown(dataset)}. Choose one of: {', '.join(DATASET_STATISTICS)}.")
     normalized = normalize_spec(spec)
     layers = normalized["layers"]
     summary = Summary(spec=normalized)

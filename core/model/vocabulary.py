@@ -3,8 +3,9 @@
 A network is data (a JSON list of layers). This module owns the registry of layer kinds and
 their fields (each field's type, default and limits are declared once, here, and every check,
 form and editor reads them from here), the structural validation of a spec (kinds, fields,
-types, bounds, order) with errors a learner can act on, and the short labels the tables and
-summaries show. It imports no torch, so the CLI and the run lists can use it instantly;
+types, bounds, order, at most MAX_LAYERS layers) with errors a learner can act on, also in
+the lenient form the Build editor uses for files and links, and the short labels the tables
+and summaries show. It imports no torch, so the CLI and the run lists can use it instantly;
 shapes, parameter counts and the builder are in `core.model.network`.
 
 A spec looks like this (Nielsen ch. 6, the 98.78% network):
@@ -25,6 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from core.data.bounds import shown
 from core.errors import LayerLabError
 
 # Input shape and class count per dataset; both datasets are 28x28 grey with 10 classes.
@@ -32,7 +34,13 @@ INPUT_SHAPE = (1, 28, 28)
 NUM_CLASSES = 10
 # Mean and standard deviation of the training pixels in [0, 1], used when normalize is on.
 DATASET_STATISTICS = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
-# A network above this many parameters would not fit a classroom GPU shared by 30 people.
+# A stack longer than this is no longer something a learner builds or reads by hand; the
+# limit also keeps a crafted spec of thousands of layers from tying up a validation pass.
+MAX_LAYERS = 100
+# The Build editor shows a value above its field's maximum (a kernel of 40, so that the learner
+# reads why it fails) up to the largest whole number a browser's number box holds exactly,
+# JavaScript's Number.MAX_SAFE_INTEGER; a larger one cannot have been typed there.
+MAX_EDITABLE_NUMBER = 2**53 - 1
 ACTIVATION_NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "linear")
 INITS = ("default", "nielsen", "zeros", "xavier", "he")
 
@@ -124,84 +132,116 @@ def summarize_network(spec: dict | list) -> str:
 # ----------------------------------------------------------------------------- validation
 
 
-def normalize_spec(spec: dict | list) -> dict:
+def normalize_spec(spec: dict | list, *, editing: bool = False) -> dict:
     """Check the spec's structure and field types and fill defaults; returns a new dict.
 
-    Does not check shapes (that needs a forward pass; see `validate`).
+    Does not check shapes (that needs a forward pass; see `validate`). With `editing` (the
+    Build editor reading a file or a link) what the editor can show, and validation then
+    explains next to its layer, is let through: an empty network, layers in an impossible
+    order, and values above a field's maximum (up to MAX_EDITABLE_NUMBER).
     """
     if isinstance(spec, list):
         spec = {"layers": spec}
     if not isinstance(spec, dict):
         raise SpecError(f"A network spec must be a JSON object with a 'layers' list, not {type(spec).__name__}.")
-    unknown = set(spec) - {"layers", "normalize", "name"}
-    if unknown:
-        raise SpecError(f"Unknown network setting(s): {', '.join(sorted(unknown))}. Allowed: layers, normalize, name.")
     layers = spec.get("layers")
     if not isinstance(layers, list):
         raise SpecError("The network needs a 'layers' list, e.g. [{\"kind\": \"dense\", \"units\": 100}, {\"kind\": \"output\"}].")
-    if not layers:
+    unknown = set(spec) - {"layers", "normalize", "name"}
+    if unknown:
+        raise SpecError(f"Unknown network setting(s): {_names(unknown)}. Allowed: layers, normalize, name.")
+    if len(layers) > MAX_LAYERS:
+        raise SpecError(f"The network has {len(layers):,} layers, but a network can have at most {MAX_LAYERS}.")
+    if not layers and not editing:
         raise SpecError("The network is empty. Add at least an output layer.")
     normalize = spec.get("normalize", True)
     if not isinstance(normalize, bool):
-        raise SpecError(f"'normalize' must be true or false, not {normalize!r}.")
-    normalized_layers = [_normalize_layer(index, layer) for index, layer in enumerate(layers)]
-    _check_order(normalized_layers)
+        raise SpecError(f"'normalize' must be true or false, not {shown(normalize)}.")
+    if "name" in spec and not isinstance(spec["name"], str):
+        raise SpecError(f"The network's 'name' must be text, not {shown(spec['name'])}.")
+    normalized_layers = [_normalize_layer(index, layer, editing) for index, layer in enumerate(layers)]
+    if not editing:
+        _check_order(normalized_layers)
     result = {"layers": normalized_layers, "normalize": normalize}
     if "name" in spec:
-        result["name"] = str(spec["name"])
+        result["name"] = spec["name"]
     return result
 
 
-def _normalize_layer(index: int, layer: Any) -> dict:
+def _names(keys: set) -> str:
+    """Unknown keys for a message, sorted and shortened, whatever their type."""
+    texts = sorted(key if isinstance(key, str) and len(key) <= 40 else shown(key) for key in keys)
+    return ", ".join(texts[:5]) + (f" and {len(texts) - 5} more" if len(texts) > 5 else "")
+
+
+def _normalize_layer(index: int, layer: Any, editing: bool = False) -> dict:
     where = f"Layer {index + 1}"
     if not isinstance(layer, dict):
-        raise SpecError(f"{where} must be an object like {{\"kind\": \"dense\", \"units\": 100}}, not {layer!r}.", index)
+        raise SpecError(f"{where} must be an object like {{\"kind\": \"dense\", \"units\": 100}}, not {shown(layer)}.", index)
     kind = layer.get("kind")
     if not isinstance(kind, str) or kind not in LAYER_FIELDS:
-        hint = difflib.get_close_matches(str(kind), LAYER_FIELDS, n=1)
+        hint = difflib.get_close_matches(kind, LAYER_FIELDS, n=1) if isinstance(kind, str) else []
         suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
         raise SpecError(
-            f"{where} has an unknown kind {kind!r}.{suggestion} Known kinds: {', '.join(LAYER_FIELDS)}.", index, "kind"
+            f"{where} has an unknown kind {shown(kind)}.{suggestion} Known kinds: {', '.join(LAYER_FIELDS)}.", index, "kind"
         )
     fields = LAYER_FIELDS[kind]
     result: dict[str, Any] = {"kind": kind}
     for name in layer:
         if name != "kind" and name not in fields:
-            hint = difflib.get_close_matches(name, fields, n=1)
+            hint = difflib.get_close_matches(name, fields, n=1) if isinstance(name, str) else []
             suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
             allowed = ", ".join(fields) or "none"
-            raise SpecError(f"{where} ({kind}) has no field '{name}'.{suggestion} Its fields: {allowed}.", index, name)
+            shown_name = f"'{name}'" if isinstance(name, str) and len(name) <= 40 else shown(name)
+            raise SpecError(f"{where} ({kind}) has no field {shown_name}.{suggestion} Its fields: {allowed}.", index, name)
     for name, spec_field in fields.items():
-        result[name] = _check_value(where, kind, index, name, layer.get(name, spec_field.default), spec_field)
+        value = layer.get(name, spec_field.default)
+        result[name] = check_value(f"{where} ({kind}): '{name}'", value, spec_field, index, name, editing)
     return result
 
 
-def _check_value(where: str, kind: str, index: int, name: str, value: Any, spec_field: Field) -> Any:
-    label = f"{where} ({kind}): '{name}'"
+def check_value(label: str, value: Any, spec_field: Field, index: int | None = None, name: str | None = None,
+                allow_above_maximum: bool = False) -> Any:
+    """`value` as field `spec_field` holds it (an int, a float, a choice or None), or SpecError saying why not.
+
+    `label` starts the message, e.g. "Layer 2 (conv): 'kernel_size'". With `allow_above_maximum`
+    (the Build editor) a number above the field's maximum is let through, up to MAX_EDITABLE_NUMBER.
+    """
     if value is None and spec_field.optional:
         return None
-    if spec_field.type is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
-            raise SpecError(f"{label} must be a whole number, not {value!r}.", index, name)
-        value = int(value)
-    elif spec_field.type is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise SpecError(f"{label} must be a number, not {value!r}.", index, name)
-        value = float(value)
-    elif spec_field.type is str:
-        if value not in (spec_field.choices or ()):
-            hint = difflib.get_close_matches(str(value), spec_field.choices or (), n=1)
+    if spec_field.type is str:
+        if not isinstance(value, str) or value not in (spec_field.choices or ()):
+            hint = difflib.get_close_matches(value, spec_field.choices or (), n=1) if isinstance(value, str) else []
             suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
-            raise SpecError(f"{label} is {value!r}.{suggestion} Choose one of: {', '.join(spec_field.choices or ())}.", index, name)
+            raise SpecError(f"{label} is {shown(value)}.{suggestion} Choose one of: {', '.join(spec_field.choices or ())}.", index, name)
         return value
+    real = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if spec_field.type is int:
+        if not real or (isinstance(value, float) and not value.is_integer()):
+            raise SpecError(f"{label} must be a whole number, not {shown(value)}.", index, name)
+        value = int(value)
+    else:
+        if not real or not _finite(value):
+            raise SpecError(f"{label} must be a number, not {shown(value)}.", index, name)
+        value = float(value)
     if spec_field.minimum is not None and value < spec_field.minimum:
-        raise SpecError(f"{label} is {value}, but it must be at least {spec_field.minimum:g}.", index, name)
-    if spec_field.maximum is not None:
+        raise SpecError(f"{label} is {shown(value)}, but it must be at least {spec_field.minimum:g}.", index, name)
+    if allow_above_maximum:
+        if value > MAX_EDITABLE_NUMBER:
+            raise SpecError(f"{label} is {shown(value)}, far more than its maximum of {spec_field.maximum:g}.", index, name)
+    elif spec_field.maximum is not None:
         if spec_field.below_maximum and value >= spec_field.maximum:
-            raise SpecError(f"{label} is {value}, but it must be below {spec_field.maximum:g}.", index, name)
+            raise SpecError(f"{label} is {shown(value)}, but it must be below {spec_field.maximum:g}.", index, name)
         if value > spec_field.maximum:
-            raise SpecError(f"{label} is {value}, but it can be at most {spec_field.maximum:g}.", index, name)
+            raise SpecError(f"{label} is {shown(value)}, but it can be at most {spec_field.maximum:g}.", index, name)
     return value
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # An integer too large for a float.
+        return False
 
 
 def _check_order(layers: list[dict]) -> None:

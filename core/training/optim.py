@@ -26,7 +26,7 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
     if name == "adagrad":
         return torch.optim.Adagrad(parameters, lr=rate)
     if name == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=rate)
+        return torch.optim.RMSprop(parameters, lr=rate, momentum=settings.momentum)
     if name == "adam":
         return torch.optim.Adam(parameters, lr=rate, betas=(settings.beta1, settings.beta2))
     if name == "adamw":

@@ -1,8 +1,11 @@
 """Training settings: one dataclass with a commented default per field, round-tripping through JSON.
 
 Owns what a training run is asked to do (optimiser, schedule, regularisation, augmentation,
-stopping) and the checks that reject impossible values with a message a learner can act on.
-It knows nothing about models or data.
+stopping), each field's range or choices (declared once, next to the field, and read by
+`validate`, the Train form and the CLI alike), and the checks that reject impossible values
+with a message a learner can act on. The augmentation fields take their ranges from
+`core.data.bounds`, where `core.data.augment` reads them too. It knows nothing about models
+or data, and imports no torch.
 """
 
 from __future__ import annotations
@@ -10,14 +13,26 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
+from core.data.bounds import AUGMENTATION_BOUNDS, Bound, shown
 from core.errors import LayerLabError
 
+DATASETS = ("mnist", "fashion-mnist")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adadelta")
 SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle", "halve_on_plateau")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+LOSSES = ("log_likelihood",)
+# torch.Generator().manual_seed takes any integer in [-2**63, 2**64 - 1] and the form's number
+# widget holds integers up to 2**53 - 1 (JavaScript's safe range); 2**31 - 1 fits both, and a
+# signed 32-bit integer anywhere else a learner may copy the seed to (numpy.random.seed < 2**32).
+MAX_SEED = 2**31 - 1
+# The training set has 60,000 images (50,000 unless full_train); a larger subset is all of them.
+TRAIN_IMAGES = 60_000
+# Besides DEVICES, a device may name one of its kind by number, as torch.device does: "cuda:1".
+_DEVICE_INDEX = re.compile(r"(cuda|cpu|mps):[0-9]{1,3}")
 
 
 class SettingsError(LayerLabError, ValueError):
@@ -28,68 +43,57 @@ class SettingsError(LayerLabError, ValueError):
         self.field_name = field_name
 
 
+def setting(default: Any, bound: Bound | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    """A settings field: its default, and the range or choices every check and form reads."""
+    return dataclasses.field(default=default, metadata={"bound": bound, "choices": choices})
+
+
 @dataclass
 class TrainSettings:
-    dataset: str = "mnist"  # "mnist" or "fashion-mnist"
-    epochs: int = 10  # passes over the training set
-    batch_size: int = 64  # images per gradient step (Nielsen uses 10)
-    optimizer: str = "sgd"  # one of OPTIMIZERS; "momentum" and "nesterov" are SGD variants
-    learning_rate: float = 0.1  # η; Nielsen: 0.1 for sigmoid nets, 0.03 for ReLU nets
-    momentum: float = 0.9  # for momentum, nesterov and rmsprop
-    beta1: float = 0.9  # Adam/AdamW first-moment decay
-    beta2: float = 0.999  # Adam/AdamW second-moment decay
-    schedule: str = "constant"  # one of SCHEDULES
-    step_epochs: int = 10  # "step": multiply the rate by `gamma` every this many epochs
-    gamma: float = 0.5  # decay factor for "step" and per epoch for "exponential"
-    plateau_patience: int = 3  # "halve_on_plateau": epochs without a better validation accuracy before halving
-    l2: float = 0.0  # λ in network3.py's cost: C + 0.5·λ·Σw² / (batches per epoch); weights only, not biases
-    l1: float = 0.0  # λ₁ likewise: C + λ₁·Σ|w| / (batches per epoch)
-    weight_decay: float = 0.01  # AdamW's decoupled weight decay (ignored by other optimisers)
-    shift_pixels: int = 0  # augmentation: random shifts of up to this many pixels (the book's expansion uses 1)
-    rotation_degrees: float = 0.0  # augmentation: random rotation in [-d, d] degrees
-    scale: float = 0.0  # augmentation: random zoom in [1 - s, 1 + s]
-    skew: float = 0.0  # augmentation: random shear in [-s, s]
-    elastic_alpha: float = 0.0  # augmentation: Simard 2003 elastic distortion strength in pixels (0 = off)
-    elastic_sigma: float = 4.0  # augmentation: smoothness of the elastic field in pixels
-    early_stopping_patience: int = 0  # stop after this many epochs without a better validation accuracy (0 = off)
-    max_steps: int = 0  # stop after this many gradient steps in all (0 = no limit); for dry runs and tests
-    train_subset: int = 0  # use only the first N training images (0 = all); for quick experiments
-    full_train: bool = False  # train on all 60,000 images (validation still uses the last 10,000)
-    seed: int = 0  # makes a run repeatable on the same device
-    device: str = "auto"  # "auto" picks CUDA, then MPS, then the CPU
-    mixed_precision: bool = True  # bfloat16/float16 autocast on CUDA only
-    eval_batch_size: int = 2000  # images per batch when measuring accuracy (no gradients)
-    checkpoint_every_epoch: bool = True  # keep one checkpoint per epoch when the net is small (≤ 2M parameters)
-    loss: str = "log_likelihood"  # the output layer's cost: softmax + log-likelihood, as in the book
+    dataset: str = setting("mnist", choices=DATASETS)  # "mnist" or "fashion-mnist"
+    epochs: int = setting(10, Bound(1, 10_000))  # passes over the training set
+    batch_size: int = setting(64, Bound(1, TRAIN_IMAGES))  # images per gradient step (Nielsen uses 10)
+    optimizer: str = setting("sgd", choices=OPTIMIZERS)  # "momentum" and "nesterov" are SGD variants
+    learning_rate: float = setting(0.1, Bound(0.0, 100.0, above_minimum=True))  # η; Nielsen: 0.1 for sigmoid nets, 0.03 for ReLU nets
+    momentum: float = setting(0.9, Bound(0.0, 1.0, below_maximum=True))  # for momentum, nesterov and rmsprop
+    beta1: float = setting(0.9, Bound(0.0, 1.0, below_maximum=True))  # Adam/AdamW first-moment decay
+    beta2: float = setting(0.999, Bound(0.0, 1.0, below_maximum=True))  # Adam/AdamW second-moment decay
+    schedule: str = setting("constant", choices=SCHEDULES)
+    step_epochs: int = setting(10, Bound(1, 10_000))  # "step": multiply the rate by `gamma` every this many epochs
+    gamma: float = setting(0.5, Bound(0.0, 1.0, above_minimum=True))  # decay factor for "step" and per epoch for "exponential"
+    plateau_patience: int = setting(3, Bound(1, 1000))  # "halve_on_plateau": epochs without a better validation accuracy before halving
+    l2: float = setting(0.0, Bound(0.0, 1000.0))  # λ in network3.py's cost: C + 0.5·λ·Σw² / (batches per epoch); weights only, not biases
+    l1: float = setting(0.0, Bound(0.0, 1000.0))  # λ₁ likewise: C + λ₁·Σ|w| / (batches per epoch)
+    weight_decay: float = setting(0.01, Bound(0.0, 1000.0))  # AdamW's decoupled weight decay (ignored by other optimisers)
+    shift_pixels: int = setting(0, AUGMENTATION_BOUNDS["shift_pixels"])  # augmentation: random shifts of up to this many pixels (the book's expansion uses 1)
+    rotation_degrees: float = setting(0.0, AUGMENTATION_BOUNDS["rotation_degrees"])  # augmentation: random rotation in [-d, d] degrees
+    scale: float = setting(0.0, AUGMENTATION_BOUNDS["scale"])  # augmentation: random zoom in [1 - s, 1 + s]
+    skew: float = setting(0.0, AUGMENTATION_BOUNDS["skew"])  # augmentation: random shear in [-s, s]
+    elastic_alpha: float = setting(0.0, AUGMENTATION_BOUNDS["elastic_alpha"])  # augmentation: Simard 2003 elastic distortion strength in pixels (0 = off)
+    elastic_sigma: float = setting(4.0, AUGMENTATION_BOUNDS["elastic_sigma"])  # augmentation: smoothness of the elastic field in pixels
+    early_stopping_patience: int = setting(0, Bound(0, 1000))  # stop after this many epochs without a better validation accuracy (0 = off)
+    max_steps: int = setting(0, Bound(0, 10**9))  # stop after this many gradient steps in all (0 = no limit); for dry runs and tests
+    train_subset: int = setting(0, Bound(0, TRAIN_IMAGES))  # use only the first N training images (0 = all); for quick experiments
+    full_train: bool = setting(False)  # train on all 60,000 images (validation still uses the last 10,000)
+    seed: int = setting(0, Bound(0, MAX_SEED))  # makes a run repeatable on the same device
+    device: str = setting("auto", choices=DEVICES)  # "auto" picks CUDA, then MPS, then the CPU; "cuda:N" names one GPU
+    mixed_precision: bool = setting(True)  # bfloat16/float16 autocast on CUDA only
+    eval_batch_size: int = setting(2000, Bound(1, TRAIN_IMAGES))  # images per batch when measuring accuracy (no gradients)
+    checkpoint_every_epoch: bool = setting(True)  # keep one checkpoint per epoch when the net is small (≤ 2M parameters)
+    loss: str = setting("log_likelihood", choices=LOSSES)  # the output layer's cost: softmax + log-likelihood, as in the book
 
     def validate(self) -> "TrainSettings":
-        """Raise SettingsError for an impossible value; return self so calls chain."""
-        _check_choice("dataset", self.dataset, ("mnist", "fashion-mnist"))
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_choice("loss", self.loss, ("log_likelihood",))
-        if not any(self.device == name or self.device.startswith(name + ":") for name in DEVICES):
-            raise SettingsError(f"'device' is {self.device!r}. Choose auto, cpu, cuda (or cuda:N) or mps.", "device")
-        _check_range("epochs", self.epochs, 1, 10_000)
-        _check_range("batch_size", self.batch_size, 1, 60_000)
-        _check_range("learning_rate", self.learning_rate, 0.0, 100.0, above_minimum=True)
-        _check_range("momentum", self.momentum, 0.0, 1.0, below_maximum=True)
-        _check_range("beta1", self.beta1, 0.0, 1.0, below_maximum=True)
-        _check_range("beta2", self.beta2, 0.0, 1.0, below_maximum=True)
-        _check_range("step_epochs", self.step_epochs, 1, 10_000)
-        _check_range("gamma", self.gamma, 0.0, 1.0, above_minimum=True)
-        _check_range("plateau_patience", self.plateau_patience, 1, 1000)
-        for name in ("l2", "l1", "weight_decay", "scale", "skew", "elastic_alpha"):
-            _check_range(name, getattr(self, name), 0.0, 1000.0)
-        _check_range("shift_pixels", self.shift_pixels, 0, 27)
-        _check_range("rotation_degrees", self.rotation_degrees, 0.0, 180.0)
-        _check_range("elastic_sigma", self.elastic_sigma, 0.0, 28.0, above_minimum=True)
-        if self.scale >= 1:
-            raise SettingsError(f"'scale' is {self.scale}; it must be below 1 (a zoom of 1 − scale must stay positive).", "scale")
-        for name in ("early_stopping_patience", "max_steps", "train_subset"):
-            _check_range(name, getattr(self, name), 0, 10**9)
-        _check_range("seed", self.seed, 0, 2**63 - 1)
-        _check_range("eval_batch_size", self.eval_batch_size, 1, 60_000)
+        """Raise SettingsError for a value of the wrong type or outside its field's bound or choices; return self."""
+        for spec_field in fields(self):
+            name, value = spec_field.name, getattr(self, spec_field.name)
+            _check_type(name, value, type(spec_field.default))
+            choices, bound = spec_field.metadata["choices"], spec_field.metadata["bound"]
+            if name == "device":
+                _check_device(value)
+            elif choices is not None:
+                _check_choice(name, value, choices)
+            if bound is not None and (problem := bound.problem(value)) is not None:
+                raise SettingsError(f"'{name}' is {shown(value)}, but it {problem}.", name)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,18 +104,40 @@ class TrainSettings:
         """Build settings from JSON-like values, checking names and types; unknown names are errors."""
         if not isinstance(values, dict):
             raise SettingsError(f"Settings must be a JSON object, not {type(values).__name__}.")
-        known = {spec_field.name: spec_field for spec_field in fields(cls)}
         converted: dict[str, Any] = {}
         for name, value in values.items():
-            if name not in known:
-                hint = difflib.get_close_matches(name, known, n=1)
-                suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
-                raise SettingsError(f"Unknown setting '{name}'.{suggestion}", name)
-            converted[name] = _convert(name, value, type(getattr(cls(), name)))
+            converted[name] = _convert(name, value, _field_type(name))
         return cls(**converted).validate()
 
     def with_values(self, **values: Any) -> "TrainSettings":
         return TrainSettings.from_dict({**self.to_dict(), **values})
+
+
+def bound_of(name: str) -> Bound | None:
+    """The range the numeric setting `name` accepts (None for text and switches)."""
+    return _FIELDS[name].metadata["bound"]
+
+
+def choices_of(name: str) -> tuple[str, ...] | None:
+    """The values the text setting `name` accepts (None for numbers and switches)."""
+    return _FIELDS[name].metadata["choices"]
+
+
+_FIELDS = {spec_field.name: spec_field for spec_field in fields(TrainSettings)}
+
+
+def _field_type(name: Any) -> type:
+    """The type of the setting `name`; SettingsError, with the nearest name, when there is none.
+
+    The fields are looked up, not the attributes, so "validate" or "to_dict" are not settings.
+    """
+    if not isinstance(name, str):
+        raise SettingsError(f"Setting names are text, not {shown(name)}.")
+    if name not in _FIELDS:
+        hint = difflib.get_close_matches(name, _FIELDS, n=1)
+        suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+        raise SettingsError(f"Unknown setting {shown(name)}.{suggestion}", name)
+    return type(_FIELDS[name].default)
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -119,12 +145,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise SettingsError(f"'{text}' is not of the form key=value, e.g. learning_rate=0.03.")
     name, raw = (part.strip() for part in text.split("=", 1))
-    # Look the name up among the fields, not the attributes, so "validate=1" is not a setting.
-    known = [spec_field.name for spec_field in fields(TrainSettings)]
-    if name not in known:
-        hint = difflib.get_close_matches(name, known, n=1)
-        raise SettingsError(f"Unknown setting '{name}'." + (f" Did you mean '{hint[0]}'?" if hint else ""), name)
-    return name, _convert(name, raw, type(getattr(TrainSettings(), name)))
+    return name, _convert(name, raw, _field_type(name))
 
 
 def _convert(name: str, value: Any, wanted: type) -> Any:
@@ -134,43 +155,75 @@ def _convert(name: str, value: Any, wanted: type) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise SettingsError(f"'{name}' must be true or false, not {value!r}.", name)
+        raise SettingsError(f"'{name}' must be true or false, not {shown(value)}.", name)
     if wanted is int:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise SettingsError(f"'{name}' must be a whole number, not {value!r}.", name) from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-            raise SettingsError(f"'{name}' must be a whole number, not {value!r}.", name)
-        return int(value)
+        return _whole_number(name, value)
     if wanted is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise SettingsError(f"'{name}' must be a number, not {value!r}.", name) from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise SettingsError(f"'{name}' must be a finite number, not {value!r}.", name)
-        return float(value)
+        return _real_number(name, value)
     if not isinstance(value, str):
-        raise SettingsError(f"'{name}' must be text, not {value!r}.", name)
+        raise SettingsError(f"'{name}' must be text, not {shown(value)}.", name)
     return value
+
+
+def _whole_number(name: str, value: Any) -> int:
+    """An int from an int, a whole float, or text such as "5", "5.0" or "1e3"."""
+    refused = SettingsError(f"'{name}' must be a whole number, not {shown(value)}.", name)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:  # "5.0", "1e3", words, or more digits than Python converts (4,300).
+            value = _parse_float(value, refused)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise refused
+    if isinstance(value, float) and not value.is_integer():  # NaN and infinity are not whole either.
+        raise refused
+    return int(value)
+
+
+def _real_number(name: str, value: Any) -> float:
+    """A finite float from an int, a float or text such as "0.03"."""
+    if isinstance(value, str):
+        value = _parse_float(value, SettingsError(f"'{name}' must be a number, not {shown(value)}.", name))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SettingsError(f"'{name}' must be a number, not {shown(value)}.", name)
+    try:
+        number = float(value)
+    except OverflowError:  # An integer too large for a float.
+        number = math.inf
+    if not math.isfinite(number):
+        raise SettingsError(f"'{name}' must be a finite number, not {shown(value)}.", name)
+    return number
+
+
+def _parse_float(text: str, refused: SettingsError) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise refused from None
+
+
+def _check_type(name: str, value: Any, wanted: type) -> None:
+    """Refuse a value of the wrong type set directly on the dataclass (from_dict converts first)."""
+    if wanted is bool:
+        right = isinstance(value, bool)
+    elif wanted is int:
+        right = isinstance(value, int) and not isinstance(value, bool)
+    elif wanted is float:
+        right = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        right = isinstance(value, str)
+    if not right:
+        kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(wanted, "text")
+        raise SettingsError(f"'{name}' must be {kind}, not {shown(value)}.", name)
+
+
+def _check_device(value: str) -> None:
+    if value not in DEVICES and not _DEVICE_INDEX.fullmatch(value):
+        raise SettingsError(f"'device' is {shown(value)}. Choose auto, cpu, cuda (or cuda:N) or mps.", "device")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        hint = difflib.get_close_matches(str(value), choices, n=1)
+        hint = difflib.get_close_matches(value, choices, n=1)
         suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
-        raise SettingsError(f"'{name}' is {value!r}.{suggestion} Choose one of: {', '.join(choices)}.", name)
-
-
-def _check_range(name, value, minimum, maximum, above_minimum=False, below_maximum=False) -> None:
-    if isinstance(value, float) and math.isnan(value):  # NaN fails no comparison below, so it needs its own check.
-        raise SettingsError(f"'{name}' must be a finite number, not nan.", name)
-    if (value <= minimum) if above_minimum else (value < minimum):
-        relation = "above" if above_minimum else "at least"
-        raise SettingsError(f"'{name}' is {value}, but it must be {relation} {minimum:g}.", name)
-    if (value >= maximum) if below_maximum else (value > maximum):
-        relation = "below" if below_maximum else "at most"
-        raise SettingsError(f"'{name}' is {value}, but it must be {relation} {maximum:g}.", name)
+        raise SettingsError(f"'{name}' is {shown(value)}.{suggestion} Choose one of: {', '.join(choices)}.", name)

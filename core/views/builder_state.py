@@ -24,10 +24,8 @@ from core.errors import LayerLabError
 from core.model import network as networks
 from core.model import vocabulary
 
-# A stack longer than this is no longer something a learner edits by hand.
-MAX_LAYERS = 40
-# Browsers and chat programs keep links of a few thousand characters intact; a 40-layer
-# network compresses to well under this.
+# Browsers and chat programs keep links of a few thousand characters intact; a network of
+# vocabulary.MAX_LAYERS layers compresses to well under this (about 1,100 characters).
 MAX_LINK_CHARACTERS = 4000
 # Limits on what a file or a link may unpack to, so a crafted one cannot exhaust memory.
 MAX_FILE_BYTES = 1_000_000
@@ -89,8 +87,8 @@ def insert_layer(layers: list[dict], kind: str, position: int | None = None) -> 
     Without a position it goes just before a final output layer (where a new hidden layer
     belongs), or at the end when there is none or the new layer is itself an output layer.
     """
-    if len(layers) >= MAX_LAYERS:
-        raise ValueError(f"A network can have at most {MAX_LAYERS} layers here.")
+    if len(layers) >= vocabulary.MAX_LAYERS:
+        raise ValueError(f"A network can have at most {vocabulary.MAX_LAYERS} layers.")
     layer = {**vocabulary.default_layer(kind), "uid": new_uid()}
     if position is None:
         ends_with_output = bool(layers) and layers[-1]["kind"] == "output"
@@ -126,63 +124,22 @@ def check_editable(spec: Any) -> dict:
     """Check that the editor can show `spec` and fill every layer's missing fields with defaults.
 
     Accepts a spec, a bare list of layers, or a preset or saved-run file that holds one
-    under "network". Values outside a field's maximum and layers in an impossible order are
-    let through: the editor shows them and validation explains what is wrong. Wrong types,
-    unknown kinds or fields, and values below a field's minimum are refused with `LoadError`.
+    under "network". The checks are the vocabulary's own (`normalize_spec` in its editing
+    form): an empty network, values above a field's maximum and layers in an impossible order
+    are let through, since the editor shows them and validation explains what is wrong.
+    Anything else (wrong types, unknown kinds or fields, values below a field's minimum, more
+    than vocabulary.MAX_LAYERS layers) is refused with `LoadError`.
     """
     if isinstance(spec, dict) and "network" in spec and "layers" not in spec:
         spec = spec["network"]
-    if isinstance(spec, list):
-        spec = {"layers": spec}
-    if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
-        raise LoadError("not_network", "Expected a JSON object with a 'layers' list.")
-    unknown = set(spec) - {"layers", "normalize", "name"}
-    if unknown:
-        raise LoadError("not_network", f"Unknown network setting(s): {', '.join(sorted(unknown))}.")
-    if len(spec["layers"]) > MAX_LAYERS:
-        raise LoadError("not_network", f"The network has {len(spec['layers'])} layers; the editor takes at most {MAX_LAYERS}.")
-    normalize = spec.get("normalize", True)
-    if not isinstance(normalize, bool):
-        raise LoadError("not_network", f"'normalize' must be true or false, not {normalize!r}.")
-    result: dict[str, Any] = {"layers": [_editable_layer(index, layer) for index, layer in enumerate(spec["layers"])]}
-    result["normalize"] = normalize
-    if spec.get("name"):
-        result["name"] = str(spec["name"])[:100]
+    try:
+        result = vocabulary.normalize_spec(spec, editing=True)
+    except vocabulary.SpecError as error:
+        raise LoadError("not_network", str(error)) from None
+    name = result.pop("name", "")
+    if name:
+        result["name"] = name[:100]
     return result
-
-
-def _editable_layer(index: int, layer: Any) -> dict:
-    where = f"Layer {index + 1}"
-    if not isinstance(layer, dict) or layer.get("kind") not in vocabulary.LAYER_FIELDS:
-        kind = layer.get("kind") if isinstance(layer, dict) else layer
-        raise LoadError("not_network", f"{where} has an unknown kind {kind!r}. Known kinds: {', '.join(vocabulary.LAYER_FIELDS)}.")
-    fields = vocabulary.LAYER_FIELDS[layer["kind"]]
-    extra = set(layer) - set(fields) - {"kind"}
-    if extra:
-        raise LoadError("not_network", f"{where} ({layer['kind']}) has no field(s) {', '.join(sorted(extra))}.")
-    result = vocabulary.default_layer(layer["kind"])
-    for name, field in fields.items():
-        if name in layer:
-            result[name] = _editable_value(f"{where} ({layer['kind']}): '{name}'", layer[name], field)
-    return result
-
-
-def _editable_value(label: str, value: Any, field: vocabulary.Field) -> Any:
-    if value is None and field.optional:
-        return None
-    if field.choices is not None:
-        if value not in field.choices:
-            raise LoadError("not_network", f"{label} is {value!r}; choose one of: {', '.join(field.choices)}.")
-        return value
-    number_ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if field.type is int and not (number_ok and float(value).is_integer()):
-        raise LoadError("not_network", f"{label} must be a whole number, not {value!r}.")
-    if field.type is float and not number_ok:
-        raise LoadError("not_network", f"{label} must be a number, not {value!r}.")
-    value = field.type(value)
-    if field.minimum is not None and value < field.minimum:
-        raise LoadError("not_network", f"{label} is {value}, but it must be at least {field.minimum:g}.")
-    return value
 
 
 def spec_to_json(spec: dict) -> str:
@@ -192,6 +149,8 @@ def spec_to_json(spec: dict) -> str:
 
 def spec_from_json(data: bytes | str) -> dict:
     """Read a network from an uploaded JSON file (a spec, a preset or a saved run)."""
+    if not isinstance(data, (bytes, str)):
+        raise LoadError("not_text", f"Expected the file's bytes or text, not {type(data).__name__}.")
     if len(data) > MAX_FILE_BYTES:
         raise LoadError("too_large", f"The file has {len(data):,} bytes; the limit is {MAX_FILE_BYTES:,}.")
     if isinstance(data, bytes):
@@ -199,11 +158,19 @@ def spec_from_json(data: bytes | str) -> dict:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError as error:
             raise LoadError("not_text", str(error)) from None
+    return check_editable(_parse_json(data, "not_json"))
+
+
+def _parse_json(text: str, reason: str) -> Any:
+    """The JSON value in `text`, or LoadError(reason) saying where and why it cannot be read."""
     try:
-        values = json.loads(data)
+        return json.loads(text)
     except json.JSONDecodeError as error:
-        raise LoadError("not_json", f"line {error.lineno}, column {error.colno}: {error.msg}") from None
-    return check_editable(values)
+        raise LoadError(reason, f"line {error.lineno}, column {error.colno}: {error.msg}") from None
+    except RecursionError:  # Python's parser gives up on lists or objects nested about a thousand deep.
+        raise LoadError(reason, "It nests lists or objects too deeply to hold a network.") from None
+    except ValueError:  # An integer of more digits than Python converts (4,300).
+        raise LoadError(reason, "It holds a number with thousands of digits.") from None
 
 
 # ----------------------------------------------------------------------------- links
@@ -218,21 +185,20 @@ def encode_link(spec: dict) -> str:
 
 def decode_link(value: str) -> dict:
     """The spec a `?net=` value holds; `LoadError` with reason "not_link" when it is damaged."""
-    value = (value or "").strip()
+    value = value.strip() if isinstance(value, str) else ""
     if not value or len(value) > MAX_LINK_CHARACTERS:
         raise LoadError("not_link", f"The link's network part has {len(value)} characters (1 to {MAX_LINK_CHARACTERS} expected).")
     try:
         packed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         inflater = zlib.decompressobj()
         text = inflater.decompress(packed, MAX_SPEC_BYTES)
-        if inflater.unconsumed_tail or not inflater.eof:
-            raise LoadError("not_link", "The link is cut off or unpacks to too much data.")
-        values = json.loads(text.decode("utf-8"))
+        complete = inflater.eof and not inflater.unconsumed_tail
+        text = text.decode("utf-8")
     except (binascii.Error, ValueError, zlib.error) as error:
-        if isinstance(error, LoadError):
-            raise
         raise LoadError("not_link", f"The link is damaged (perhaps cut off when copied): {error}.") from None
-    return check_editable(values)
+    if not complete:
+        raise LoadError("not_link", "The link is cut off or unpacks to too much data.")
+    return check_editable(_parse_json(text, "not_link"))
 
 
 def share_url(base_url: str | None, spec: dict, language: str) -> str:

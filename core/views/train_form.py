@@ -1,10 +1,11 @@
-"""The Train page's settings form as data: sections, widget bounds, and when a field applies.
+"""The Train page's settings form as data: sections, widget steps, and when a field applies.
 
-Owns the form's layout facts (which setting sits in which section, its bounds and step,
-which optimiser or schedule it belongs to), the defaults a preset gives, the dropout layers
-of a spec, and the augmentation preview mosaic. Labels and hints live in the catalogs as
-`train.field.<name>` and `train.hint.<name>`; drawing widgets is the page's job, and
-checking values is `TrainSettings.validate`'s.
+Owns the form's layout facts (which setting sits in which section, its widget's step, which
+optimiser or schedule it belongs to), the defaults a preset gives, the dropout layers of a
+spec, and the augmentation preview mosaic. Each widget's kind, bounds and choices are the
+setting's own, read from `core.training.settings`; labels and hints live in the catalogs as
+`train.field.<name>` and `train.hint.<name>`; drawing widgets is the page's job, and checking
+values is `TrainSettings.validate`'s.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import torch
 from core.data import augment, datasets
 from core.model import network as networks
 from core.model import vocabulary
+from core.training import settings as training_settings
 from core.training.presets import DEFAULT_PRESET
 from core.training.presets import get as get_preset
-from core.training.settings import DEVICES, OPTIMIZERS, SCHEDULES, SettingsError, TrainSettings
+from core.training.settings import SettingsError, TrainSettings
 
+_DEFAULTS = TrainSettings()  # A field's type is its default's: the widget's kind follows from it.
 AUGMENTATION_FIELDS = ("shift_pixels", "rotation_degrees", "scale", "skew", "elastic_alpha", "elastic_sigma")
 
 
@@ -34,15 +37,44 @@ def _always(values: dict) -> bool:
 
 @dataclass(frozen=True)
 class FormField:
-    """One setting's widget: its kind ("int", "float", "bool" or "choice"), bounds and when it applies."""
+    """One setting's widget: which setting, the step of its number box, and when it applies.
+
+    Its kind ("int", "float", "bool" or "choice"), bounds and choices come from the setting,
+    so the form offers exactly the range training accepts. Where a bound's end is itself
+    refused (a learning rate of 0, momentum 1) the widget still reaches it, and the page shows
+    the settings error next to the field.
+    """
 
     name: str
-    kind: str
-    minimum: float | None = None
-    maximum: float | None = None
     step: float | None = None
-    choices: tuple[str, ...] = ()
     applies: Callable[[dict], bool] = _always
+
+    @property
+    def kind(self) -> str:
+        wanted = type(getattr(_DEFAULTS, self.name))
+        if wanted is bool:
+            return "bool"
+        if wanted is str:
+            return "choice"
+        return "int" if wanted is int else "float"
+
+    @property
+    def minimum(self) -> float | None:
+        bound = training_settings.bound_of(self.name)
+        return None if bound is None else self._number(bound.minimum)
+
+    @property
+    def maximum(self) -> float | None:
+        bound = training_settings.bound_of(self.name)
+        return None if bound is None else self._number(bound.maximum)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return training_settings.choices_of(self.name) or ()
+
+    def _number(self, value: float) -> int | float:
+        # The number box wants its bounds, value and step all of one type.
+        return int(value) if self.kind == "int" else float(value)
 
     def coerce(self, value: Any) -> Any:
         """`value` as this widget holds it: the right type, inside the bounds, one of the choices."""
@@ -50,11 +82,11 @@ class FormField:
             return bool(value)
         if self.kind == "choice":
             return value if value in self.choices else self.choices[0]
-        number = int(value) if self.kind == "int" else float(value)
+        number = self._number(value)
         if self.minimum is not None:
-            number = max(number, type(number)(self.minimum))
+            number = max(number, self.minimum)
         if self.maximum is not None:
-            number = min(number, type(number)(self.maximum))
+            number = min(number, self.maximum)
         return number
 
 
@@ -62,50 +94,41 @@ def _uses(field_name: str, *choices: str) -> Callable[[dict], bool]:
     return lambda values: values.get(field_name) in choices
 
 
-# Bounds match `TrainSettings.validate` (and `Augmentation.validate` for skew), so a value the
-# form accepts is one training accepts, apart from the few the error message then explains.
+# Which setting sits in which section, in the order the page shows them, with its widget step.
 SECTIONS: dict[str, tuple[FormField, ...]] = {
-    "data": (
-        FormField("dataset", "choice", choices=("mnist", "fashion-mnist")),
-        FormField("full_train", "bool"),
-        FormField("epochs", "int", 1, 10_000, 1),
-        FormField("batch_size", "int", 1, 60_000, 1),
-    ),
+    "data": (FormField("dataset"), FormField("full_train"), FormField("epochs", 1), FormField("batch_size", 1)),
     "optimizer": (
-        FormField("optimizer", "choice", choices=OPTIMIZERS),
-        FormField("learning_rate", "float", 0.0, 100.0, 0.01),
-        FormField("momentum", "float", 0.0, 0.999, 0.05, applies=_uses("optimizer", "momentum", "nesterov", "rmsprop")),
-        FormField("beta1", "float", 0.0, 0.999, 0.01, applies=_uses("optimizer", "adam", "adamw")),
-        FormField("beta2", "float", 0.0, 0.9999, 0.001, applies=_uses("optimizer", "adam", "adamw")),
-        FormField("weight_decay", "float", 0.0, 1000.0, 0.01, applies=_uses("optimizer", "adamw")),
+        FormField("optimizer"),
+        FormField("learning_rate", 0.01),
+        FormField("momentum", 0.05, applies=_uses("optimizer", "momentum", "nesterov", "rmsprop")),
+        FormField("beta1", 0.01, applies=_uses("optimizer", "adam", "adamw")),
+        FormField("beta2", 0.001, applies=_uses("optimizer", "adam", "adamw")),
+        FormField("weight_decay", 0.01, applies=_uses("optimizer", "adamw")),
     ),
     "schedule": (
-        FormField("schedule", "choice", choices=SCHEDULES),
-        FormField("step_epochs", "int", 1, 10_000, 1, applies=_uses("schedule", "step")),
-        FormField("gamma", "float", 0.0, 1.0, 0.05, applies=_uses("schedule", "step", "exponential")),
-        FormField("plateau_patience", "int", 1, 1000, 1, applies=_uses("schedule", "halve_on_plateau")),
+        FormField("schedule"),
+        FormField("step_epochs", 1, applies=_uses("schedule", "step")),
+        FormField("gamma", 0.05, applies=_uses("schedule", "step", "exponential")),
+        FormField("plateau_patience", 1, applies=_uses("schedule", "halve_on_plateau")),
     ),
-    "regularization": (
-        FormField("l2", "float", 0.0, 1000.0, 0.1),
-        FormField("l1", "float", 0.0, 1000.0, 0.1),
-    ),
+    "regularization": (FormField("l2", 0.1), FormField("l1", 0.1)),
     "augmentation": (
-        FormField("shift_pixels", "int", 0, 27, 1),
-        FormField("rotation_degrees", "float", 0.0, 180.0, 1.0),
-        FormField("scale", "float", 0.0, 0.95, 0.05),
-        FormField("skew", "float", 0.0, augment.MAX_SKEW, 0.05),
-        FormField("elastic_alpha", "float", 0.0, 1000.0, 1.0),
-        FormField("elastic_sigma", "float", 0.5, 28.0, 0.5, applies=lambda values: values.get("elastic_alpha", 0) > 0),
+        FormField("shift_pixels", 1),
+        FormField("rotation_degrees", 1.0),
+        FormField("scale", 0.05),
+        FormField("skew", 0.05),
+        FormField("elastic_alpha", 1.0),
+        FormField("elastic_sigma", 0.5, applies=lambda values: values.get("elastic_alpha", 0) > 0),
     ),
-    "stopping": (FormField("early_stopping_patience", "int", 0, 1000, 1),),
+    "stopping": (FormField("early_stopping_patience", 1),),
     "advanced": (
-        FormField("seed", "int", 0, 2**31 - 1, 1),
-        FormField("max_steps", "int", 0, 10**9, 10),
-        FormField("train_subset", "int", 0, 60_000, 1000),
-        FormField("device", "choice", choices=DEVICES),
-        FormField("eval_batch_size", "int", 1, 60_000, 100),
-        FormField("mixed_precision", "bool"),
-        FormField("checkpoint_every_epoch", "bool"),
+        FormField("seed", 1),
+        FormField("max_steps", 10),
+        FormField("train_subset", 1000),
+        FormField("device"),
+        FormField("eval_batch_size", 100),
+        FormField("mixed_precision"),
+        FormField("checkpoint_every_epoch"),
     ),
 }
 FIELDS = {form_field.name: form_field for section in SECTIONS.values() for form_field in section}
