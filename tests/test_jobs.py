@@ -125,6 +125,22 @@ def processes_using(runs_dir: Path) -> list[int]:
     return found
 
 
+def parent_of(pid: int) -> int | None:
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def standby_of(scheduler: subprocess.Popen, runs_dir: Path) -> int:
+    """Wait for the scheduler's one child process while no run trains: its warm standby; returns its pid."""
+    children = wait_until(
+        lambda: [pid for pid in processes_using(runs_dir) if parent_of(pid) == scheduler.pid], 30, "the scheduler's standby worker"
+    )
+    assert len(children) == 1, children
+    return children[0]
+
+
 def command_line(pid: int) -> str:
     try:
         return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -272,6 +288,8 @@ def test_runs_whose_worker_is_gone_show_as_interrupted_on_the_next_look(store):
     # Claimed by a scheduler that died before it recorded a pid: only the heartbeat can tell.
     store.update(never_launched, status="running", worker_pid=None, started_at=now - 60, heartbeat_at=now - liveness.STALE_SECONDS - 5)
 
+    # One run read on its own (`runs show`, a run page) is ended too, with no scheduler running.
+    assert service.run(killed).status == "interrupted"
     statuses = {run.id: run for run in service.runs()}
     assert statuses[killed].status == "interrupted" and "2 finished epoch(s)" in statuses[killed].message
     assert statuses[killed].worker_pid is None
@@ -548,3 +566,152 @@ def test_cli_train_in_background_cancel_resume_and_list_go_through_the_scheduler
 
     listed = cli("runs", "list", "--owner", "ada")["runs"]
     assert [(run["run_id"], run["status"], run["epochs"], run["owner"]) for run in listed] == [(run_id, "succeeded", 4, "ada")]
+
+
+# ----------------------------------------------------------------------------- drills: one run's trouble stays its own
+
+
+def test_a_run_in_the_standby_ends_interrupted_when_its_scheduler_is_killed_and_then_resumes(store, service, runs_dir):
+    jobs_service = job_service.JobService(store)
+    first = service(limit=1)
+    standby = standby_of(first.process, runs_dir)
+    run_id = jobs_service.submit(LOGISTIC, slow_settings(epochs=2))
+    running = wait_mid_epoch(store, run_id, 2)
+    assert running.worker_pid == standby  # The run trains in the process that waited as the standby.
+
+    first.stop(signal.SIGKILL)
+    # Read the store directly (no reconcile): the worker itself must record how it ended.
+    stopped = wait_until(lambda: (run := store.get(run_id)).status != "running" and run, 5, "the worker to record its end")
+    assert stopped.status == "interrupted"
+    assert stopped.message == "Interrupted; resume it to continue from its last finished epoch."
+    assert stopped.epochs_done == 1 and stopped.worker_pid is None
+    wait_until(lambda: not pid_alive(standby), 10, "the standby-turned-worker to exit")
+
+    service(limit=1)
+    jobs_service.resume(run_id)
+    resumed = wait_finished(store, run_id)
+    assert resumed.status == "succeeded" and resumed.epochs_done == 2, resumed.message
+    assert resumed.metrics[0] == stopped.metrics[0]
+
+
+def test_cancelling_and_deleting_a_run_at_once_leaves_the_scheduler_serving_the_others(store, service, runs_dir):
+    jobs_service = job_service.JobService(store)
+    scheduler = service(limit=2)
+    doomed = jobs_service.submit(LOGISTIC, slow_settings(epochs=5))
+    other = jobs_service.submit(LOGISTIC, slow_settings(epochs=2, seed=1))
+    wait_mid_epoch(store, doomed, 1)
+    wait_mid_epoch(store, other, 1)
+
+    assert jobs_service.cancel(doomed) == "cancelling"
+    # Delete it the moment it reads cancelled, while its worker process is still exiting.
+    wait_until(lambda: store.get(doomed, with_metrics=False).status == "cancelled", 10, "the cancel", interval=0.002)
+    store.delete(doomed)
+
+    finished = wait_finished(store, other)
+    assert finished.status == "succeeded" and finished.epochs_done == 2, finished.message
+    assert scheduler.process.poll() is None and locks.scheduler_pid(store) == scheduler.process.pid
+    assert "Traceback" not in (runs_dir / "service.log").read_text()
+
+
+def test_a_standby_that_cannot_warm_up_logs_it_and_still_trains_the_next_run(store, service, runs_dir, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_FAULT_INJECTION", "standby_warm_up_fails")
+    scheduler = service(limit=1)
+    standby = standby_of(scheduler.process, runs_dir)
+    log = runs_dir / "service.log"
+    wait_until(lambda: f"standby {standby} could not warm up" in log.read_text(), 60, "the warm-up failure in the log")
+    time.sleep(3.0)  # Fifteen scheduling rounds: a standby that died of it would have been replaced by now.
+    assert pid_alive(standby) and standby_of(scheduler.process, runs_dir) == standby
+    assert "exited with code" not in log.read_text()
+
+    run_id = job_service.JobService(store).submit(LOGISTIC, quick_settings())
+    run = wait_finished(store, run_id)
+    assert run.status == "succeeded", run.message
+    assert f"worker {standby} starts run {run_id}" in (store.run_directory(run_id) / "worker.log").read_text()
+
+
+def test_standbys_that_die_young_are_restarted_with_a_doubling_delay(store, service, runs_dir, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_FAULT_INJECTION", "standby_exits")
+    service(limit=1)
+    log = runs_dir / "service.log"
+
+    def deaths() -> list[str]:
+        return [line for line in log.read_text().splitlines() if "exited with code 3" in line]
+
+    started = time.monotonic()
+    wait_until(lambda: len(deaths()) >= 3, 90, "three standbys to die")
+    elapsed = time.monotonic() - started
+    delays = [float(line.split("next starts in ")[1].split(" s")[0]) for line in deaths()[:3]]
+    assert delays == [1.0, 2.0, 4.0]
+    # Three deaths took at least the first two delays: the standbys were not restarted every round.
+    assert elapsed >= 3.0
+    assert len(deaths()) <= 4
+
+
+def test_a_stop_signal_that_arrives_as_training_ends_leaves_the_run_succeeded(store, scheduler_thread, monkeypatch):
+    # Test-only hook in core/jobs/runner.py: the worker gets SIGTERM the moment `train` returns.
+    monkeypatch.setenv("LAYERLAB_FAULT_INJECTION", "sigterm_after_training@late-stop")
+    scheduler_thread(limit=1)
+    run_id = job_service.JobService(store).submit(LOGISTIC, quick_settings(), name="late-stop")
+    run = wait_finished(store, run_id)
+    assert run.status == "succeeded" and run.epochs_done == 2, run.message
+    assert run.message == "" and run.worker_pid is None
+    log = store.run_directory(run_id) / "worker.log"
+    wait_until(lambda: f"run {run_id} ended succeeded" in log.read_text(), 10, "the worker's last log line")  # Written after the status.
+
+
+def test_600_queued_runs_keep_their_order_and_the_oldest_starts_first(store):
+    run_ids = [store.create(LOGISTIC, quick_settings().to_dict(), status="queued") for _ in range(600)]
+    service = job_service.JobService(store)
+    assert [service.queue_position(run_ids[index]) for index in (0, 1, 299, 599)] == [1, 2, 300, 600]
+    assert job_service.queued_run_ids(store) == run_ids
+
+    scheduler = job_scheduler.Scheduler(store, limit=1)
+    try:
+        scheduler._start_queued()
+        assert list(scheduler.workers) == [run_ids[0]]
+        assert store.get(run_ids[0], with_metrics=False).status == "running"
+        assert len(job_service.queued_run_ids(store)) == 599 and service.queue_position(run_ids[1]) == 1
+    finally:
+        scheduler.shutdown()
+    assert store.get(run_ids[0], with_metrics=False).status in FINISHED
+
+
+def test_a_run_that_dies_in_the_standby_leaves_its_last_words_in_its_own_worker_log(store, service, runs_dir, monkeypatch):
+    # Test-only hook in core/jobs/runner.py: step 3 of the run named "dies" prints a line and leaves with exit code 3.
+    monkeypatch.setenv("LAYERLAB_FAULT_INJECTION", "exit_at_step:3@dies")
+    scheduler = service(limit=1)
+    standby = standby_of(scheduler.process, runs_dir)
+    run_id = job_service.JobService(store).submit(LOGISTIC, quick_settings(), name="dies")
+    run = wait_finished(store, run_id)
+
+    log = store.run_directory(run_id) / "worker.log"
+    assert run.status == "failed" and "exited with code 3" in run.message
+    assert f"(see {log})" in run.message
+    written = log.read_text()
+    assert f"worker {standby} starts run {run_id}" in written  # It died in the standby.
+    assert f"run {run_id} leaves with exit code 3 at step 3" in written
+    assert "leaves with exit code" not in (runs_dir / "service.log").read_text()
+
+
+def test_one_run_parses_its_settings_and_validates_its_spec_once(store, monkeypatch):
+    from core.jobs import runner
+    from core.model import network as networks
+
+    validations: list[object] = []
+    parses: list[dict] = []
+    validate, from_dict = networks.validate, TrainSettings.from_dict.__func__
+
+    def counting_validate(spec, dataset="mnist"):
+        validations.append(spec)
+        return validate(spec, dataset)
+
+    def counting_from_dict(cls, values):
+        parses.append(values)
+        return from_dict(cls, values)
+
+    monkeypatch.setattr(networks, "validate", counting_validate)
+    monkeypatch.setattr(TrainSettings, "from_dict", classmethod(counting_from_dict))
+    run_id = store.create(LOGISTIC, quick_settings().to_dict())
+    assert runner.execute(store, run_id) == "succeeded"
+    assert len(validations) == 1 and len(parses) == 1
+    assert store.get(run_id).epochs_done == 2

@@ -128,6 +128,14 @@ def test_learning_rate_100_diverges_with_a_message(small_mnist):
     assert not math.isfinite(reported) or reported > DIVERGED_LOSS
 
 
+def test_a_diverged_one_cycle_run_names_the_rate_the_learner_set(small_mnist):
+    # One-cycle starts at a twenty-fifth of the chosen rate (4 for 100): the advice must name 100.
+    settings = cpu_settings(epochs=2, batch_size=64, train_subset=2048, optimizer="sgd", learning_rate=100.0, schedule="onecycle")
+    result = train(BLOWUP_NET, settings, small_mnist)
+    assert result.status == "diverged"
+    assert "Lower the learning rate (you set 100), e.g. to 10." in result.message
+
+
 def test_a_run_that_diverges_in_epoch_2_keeps_epoch_1(small_mnist):
     settings = cpu_settings(epochs=3, batch_size=64, train_subset=2048, optimizer="sgd", learning_rate=0.1)
     result = train(BLOWUP_NET, settings, small_mnist, RaiseRateAfterFirstEpoch())

@@ -2,35 +2,46 @@
 
 Owns what a run keeps while it trains: progress and a heartbeat in the store, per-epoch
 metrics, the best and per-epoch checkpoints, the resume state, and the final status with a
-message the learner can act on. Both the CLI's foreground `train` and the job service's
-worker processes call `execute`; neither knows how training works.
+message the learner can act on. A run's stored row is parsed here once, into `TrainSettings`
+and a validated `Summary`, and only those typed objects go on to the engine. The outcome is
+recorded only over `running`, so a late cancel, reconcile or stop signal never overwrites a
+final status with a wrong one. Both the CLI's foreground `train` and the job service's worker
+processes call `execute`; neither knows how training works.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
+import sys
 import threading
 import time
 import traceback
+from pathlib import Path
+from typing import Callable
 
 import torch
 
 from core.data import datasets
 from core.jobs.store import RunStore
 from core.model import network as networks
-from core.model import vocabulary
 from core.training import checkpoint
 from core.training.device import describe, pick_device
-from core.training.loop import Callbacks, EpochMetrics, Progress, TrainingState, train
+from core.training.loop import Callbacks, EpochMetrics, Progress, TrainingState, TrainResult, train
 from core.training.settings import TrainSettings
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes, so 30 browsers polling see it move
 HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeats
 CANCEL_POLL_INTERVAL = 0.25  # seconds between cancel checks, well inside the 2 s a cancel may take
-# Test-only fault injection, off unless set: "oom_at_step:N" makes global step N raise CUDA's
-# out-of-memory error; "oom_at_step:N@NAME" does so only in runs named NAME.
+# Test-only fault injection, off unless set (see `fault`): "oom_at_step:N" makes global step N
+# raise CUDA's out-of-memory error; "exit_at_step:N" prints a line and leaves the process with
+# exit code 3 at step N, as a native library that calls exit() would; "sigterm_after_training"
+# sends the process SIGTERM the moment training returns; "standby_warm_up_fails" and
+# "standby_exits" break a standby worker (core.jobs.worker). "@NAME" limits a fault to runs named NAME.
 FAULT_INJECTION_VARIABLE = "LAYERLAB_FAULT_INJECTION"
 EPOCH_CHECKPOINT_LIMIT = 2_000_000  # keep one checkpoint per epoch only for nets this small
+FINAL_WRITE_ATTEMPTS = 6  # tries at recording a final status, each after the store's 30 s busy timeout
 
 
 class StoreCallbacks(Callbacks):
@@ -43,6 +54,7 @@ class StoreCallbacks(Callbacks):
         self.finished = threading.Event()
         self._last_progress = 0.0
         self.oom_at_step = 0  # see FAULT_INJECTION_VARIABLE
+        self.exit_at_step = 0  # see FAULT_INJECTION_VARIABLE
         self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
         self._heartbeat.start()
 
@@ -62,6 +74,9 @@ class StoreCallbacks(Callbacks):
     def on_step(self, progress: Progress) -> None:
         if self.oom_at_step and progress.global_step == self.oom_at_step:
             raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB (injected by {FAULT_INJECTION_VARIABLE})")
+        if self.exit_at_step and progress.global_step == self.exit_at_step:
+            print(f"run {self.run_id} leaves with exit code 3 at step {progress.global_step} (injected by {FAULT_INJECTION_VARIABLE})")
+            os._exit(3)
         now = time.monotonic()
         if now - self._last_progress >= PROGRESS_INTERVAL or progress.step == progress.steps_per_epoch:
             self._last_progress = now
@@ -97,8 +112,8 @@ class StoreCallbacks(Callbacks):
         self._heartbeat.join(timeout=5)
 
 
-def failure_message(error: BaseException, settings: TrainSettings) -> str:
-    """Turn an exception into a sentence a learner can act on."""
+def failure_message(error: BaseException, settings: TrainSettings, log: Path | None = None) -> str:
+    """Turn an exception into a sentence a learner can act on; `log` is where its traceback went."""
     if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower():
         device = pick_device(settings.device)
         return (
@@ -107,71 +122,120 @@ def failure_message(error: BaseException, settings: TrainSettings) -> str:
         )
     if isinstance(error, (ValueError, LookupError)):
         return str(error)
-    return f"The run crashed: {type(error).__name__}: {error}. Its finished epochs are kept; see the server log for details."
+    where = f"see {log}" if log else "see the traceback printed with it"
+    return f"The run crashed: {type(error).__name__}: {error}. Its finished epochs are kept; {where} for details."
 
 
-def execute(store: RunStore, run_id: int, resume: bool = False) -> str:
-    """Train run `run_id` as stored (continuing from its saved state when `resume`); return its final status."""
-    run = store.get(run_id, with_metrics=False)
+def execute(
+    store: RunStore,
+    run_id: int,
+    resume: bool = False,
+    log: Path | None = None,
+    outcome_decided: Callable[[], None] = lambda: None,
+) -> str:
+    """Train run `run_id` as stored (continuing from its saved state when `resume`); return its final status.
+
+    The run must be `queued` or already claimed as `running` (by the scheduler or
+    `JobService.run_here`); one that was cancelled or ended meanwhile is left as it is. The
+    stored row is parsed here, once, into `TrainSettings` and a validated `Summary` that
+    everything below trusts. `log` names the file this process's output goes to, for the
+    failure message. `outcome_decided` is called as soon as the outcome is known: the
+    worker stops turning SIGTERM into an interrupt then, so a stop that arrives after
+    training ended cannot change the outcome or break its write.
+    """
+    settings: TrainSettings | None = None
     callbacks = None
+    result: TrainResult | None = None
+    run_name = ""
     try:
+        run = store.get(run_id, with_metrics=False)
+        run_name = run.name
         settings = TrainSettings.from_dict(run.settings)
-        network = vocabulary.normalize_spec(run.spec)
+        summary = networks.validate(run.spec, settings.dataset)
         resume_state = checkpoint.load_resume_state(store.resume_state_path(run_id)) if resume else None
         epochs_kept = len(resume_state["history"]) if resume_state else 0
+        now = time.time()
+        started = store.transition(
+            run_id,
+            ("queued", "running"),
+            status="running",
+            message="",
+            started_at=now,
+            finished_at=None,
+            heartbeat_at=now,
+            worker_pid=os.getpid(),
+            device=describe(pick_device(settings.device)),
+            parameters=summary.total_parameters,
+            epochs_done=epochs_kept,
+            progress={},
+        )
+        if not started:  # Cancelled (or ended by a reconcile) before this process got going: nothing to train.
+            outcome_decided()
+            return store.get(run_id, with_metrics=False).status
         store.truncate_metrics(run_id, epochs_kept)
         recorded = {row["epoch"] for row in store.metrics(run_id)}
         for metrics in resume_state["history"] if resume_state else []:
             if metrics["epoch"] not in recorded:  # Stopped between saving the state and recording the epoch.
                 store.record_epoch(run_id, metrics)
-        parameters = networks.validate(network, settings.dataset).total_parameters
-        store.update(
-            run_id,
-            status="running",
-            message="",
-            started_at=time.time(),
-            finished_at=None,
-            heartbeat_at=time.time(),
-            worker_pid=os.getpid(),
-            device=describe(pick_device(settings.device)),
-            parameters=parameters,
-            epochs_done=epochs_kept,
-            progress={},
-        )
-        callbacks = StoreCallbacks(store, run_id, network, settings, parameters)
-        callbacks.oom_at_step = _injected_oom_step(run.name)
+        callbacks = StoreCallbacks(store, run_id, summary.spec, settings, summary.total_parameters)
+        callbacks.oom_at_step = int(fault("oom_at_step", run_name) or 0)
+        callbacks.exit_at_step = int(fault("exit_at_step", run_name) or 0)
         splits = datasets.load(settings.dataset, full_train=settings.full_train)
-        result = train(network, settings, splits, callbacks, resume_state=resume_state)
+        result = train(summary, settings, splits, callbacks, resume_state=resume_state)
+        if fault("sigterm_after_training", run_name) is not None:
+            os.kill(os.getpid(), signal.SIGTERM)  # Test-only: a stop arriving just as training ends.
+        outcome_decided()
         status, message = result.status, result.message
     except BaseException as error:  # Every failure ends as a status with a message, never a lost run.
-        if isinstance(error, KeyboardInterrupt) and store.cancel_requested(run_id):
-            # The job service stops a worker that has not honoured a cancel in time; it is still a cancel.
-            status, message = "cancelled", f"Cancelled; the {store.get(run_id, with_metrics=False).epochs_done} finished epoch(s) are kept."
-        elif isinstance(error, KeyboardInterrupt):
-            status, message = "interrupted", "Interrupted; resume it to continue from its last finished epoch."
-        else:
-            status = "failed"
-            message = failure_message(error, TrainSettings.from_dict(run.settings) if _settings_ok(run.settings) else TrainSettings())
-            traceback.print_exc()
-    finally:
-        if callbacks is not None:
-            callbacks.close()
-    store.update(run_id, status=status, message=message, finished_at=time.time(), worker_pid=None)
+        outcome_decided()
+        status, message = _outcome(error, result, store, run_id, settings, log)
+    if callbacks is not None:
+        callbacks.close()
+    _write_final_status(store, run_id, status, message)
     return status
 
 
-def _injected_oom_step(run_name: str) -> int:
-    """The step at which FAULT_INJECTION_VARIABLE asks this run to fail with out of memory, or 0 (tests only)."""
-    value = os.environ.get(FAULT_INJECTION_VARIABLE, "")
-    if not value.startswith("oom_at_step:"):
-        return 0
-    step, _, name = value.removeprefix("oom_at_step:").partition("@")
-    return int(step) if not name or name == run_name else 0
+def _outcome(
+    error: BaseException, result: TrainResult | None, store: RunStore, run_id: int, settings: TrainSettings | None, log: Path | None
+) -> tuple[str, str]:
+    """The status and message of a run that `error` ended; `result` is set when training had already finished."""
+    if result is not None:  # The stop came after training ended: the run's own outcome stands.
+        return result.status, result.message
+    if isinstance(error, KeyboardInterrupt) and store.cancel_requested(run_id):
+        # The job service stops a worker that has not honoured a cancel in time; it is still a cancel.
+        return "cancelled", f"Cancelled; the {store.get(run_id, with_metrics=False).epochs_done} finished epoch(s) are kept."
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", "Interrupted; resume it to continue from its last finished epoch."
+    traceback.print_exc()
+    return "failed", failure_message(error, settings or TrainSettings(), log)
 
 
-def _settings_ok(values: dict) -> bool:
-    try:
-        TrainSettings.from_dict(values)
-        return True
-    except ValueError:
-        return False
+def _write_final_status(store: RunStore, run_id: int, status: str, message: str) -> None:
+    """Record the outcome of a `running` run, retrying while the database stays busy past its timeout.
+
+    Only a run still `running` is changed: one that was deleted, or ended meanwhile by
+    another process, keeps what it has.
+    """
+    for attempt in range(FINAL_WRITE_ATTEMPTS):
+        try:
+            store.transition(run_id, ("running",), status=status, message=message, finished_at=time.time(), worker_pid=None)
+            return
+        except sqlite3.OperationalError as error:  # "database is locked" after the 30 s busy timeout.
+            if attempt == FINAL_WRITE_ATTEMPTS - 1:
+                raise
+            print(f"Could not record run {run_id} as {status} ({error}); trying again.", file=sys.stderr, flush=True)
+            time.sleep(min(2.0**attempt, 10.0))
+
+
+def fault(kind: str, run_name: str = "") -> str | None:
+    """The argument of test-only fault `kind` when FAULT_INJECTION_VARIABLE asks for it, else None.
+
+    The variable holds comma-separated entries `KIND[:ARGUMENT][@RUN NAME]`; an entry with a
+    run name applies only to runs of that name. Unset (always, outside tests), it is None.
+    """
+    for entry in os.environ.get(FAULT_INJECTION_VARIABLE, "").split(","):
+        head, _, target = entry.strip().partition("@")
+        name, _, argument = head.partition(":")
+        if name == kind and (not target or target == run_name):
+            return argument
+    return None

@@ -10,10 +10,12 @@ itself (`core.jobs.runner` does) or of the UI, and imports no torch: listing, ca
 resuming runs answer at once; only `submit` and `run_here` load the model code.
 
 How a run moves: `submit` stores it as `queued`; the scheduler claims queued runs oldest
-first while fewer than the limit are running, and the worker marks it `running`, writes
-progress, heartbeats and metrics, and ends it `succeeded`, `diverged`, `failed` or
-`cancelled`. A worker that dies, or a service that stops, leaves the run `interrupted`
+first (`queued_run_ids`, the order `queue_position` reports) as `running` while fewer than
+the limit are running, and the worker writes progress, heartbeats and metrics, and ends it
+`succeeded`, `diverged`, `failed` or `cancelled`. A worker that dies, or a service that stops, leaves the run `interrupted`
 with its finished epochs and checkpoints; `resume` queues it to continue from there.
+Readers that go through `run` and `runs` see such a run `interrupted` at once, with or
+without a scheduler running.
 """
 
 from __future__ import annotations
@@ -79,20 +81,32 @@ class JobService:
         )
 
     def run(self, run_id: int) -> Run:
-        """The run with its metrics; a `running` run whose worker is gone is first marked interrupted."""
+        """The run with its metrics, as every reader should see it: a `running` run whose worker is gone is first marked interrupted.
+
+        Needs no scheduler: any process that reads a run this way ends a lost one.
+        """
         run = self.store.get(run_id)
         if run.status == "running" and run_id in reconcile(self.store):
             run = self.store.get(run_id)
         return run
 
     def runs(self, owner: str | None = None) -> list[Run]:
+        """The newest runs (the store's listing), after ending those whose worker is gone."""
         reconcile(self.store)
         return self.store.list(owner=owner)
 
     def queue_position(self, run_id: int) -> int | None:
-        """1 for the next run to start; None when the run is not queued. The scheduler starts runs in this order."""
-        queued = [run.id for run in reversed(self.store.list(status="queued"))]
-        return queued.index(run_id) + 1 if run_id in queued else None
+        """1 for the next run to start; None when the run is not queued. The scheduler starts runs in this order.
+
+        One indexed count, however long the queue: pages ask this for every queued run they show.
+        """
+        with self.store._connect() as connection:
+            row = connection.execute(
+                "SELECT COUNT(*) FROM runs WHERE status = 'queued' AND id <= ? AND EXISTS "
+                "(SELECT 1 FROM runs WHERE id = ? AND status = 'queued')",
+                (run_id, run_id),
+            ).fetchone()
+        return int(row[0]) or None
 
     def run_here(self, run_id: int, poll: Callable[[], None] | None = None) -> str:
         """Train a queued run in this process (the CLI's foreground `train`), calling `poll` twice a second.
@@ -143,6 +157,15 @@ class JobService:
                 time.sleep(0.05)
             return True
 
+
+
+def queued_run_ids(store: RunStore) -> list[int]:
+    """Every queued run's id, oldest first, with no cap: the order the scheduler starts them in.
+
+    A query of our own rather than `RunStore.list`, which returns the newest 500 rows decoded.
+    """
+    with store._connect() as connection:
+        return [row[0] for row in connection.execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY id")]
 
 
 def wait_for(store: RunStore, run_id: int, timeout: float = 600.0, statuses: tuple[str, ...] = FINISHED) -> Run:

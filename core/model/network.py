@@ -250,13 +250,15 @@ def _build_block(index: int, layers: list[dict], shape: tuple[int, ...]) -> nn.S
     return nn.Sequential(*modules)
 
 
-def build(spec: dict | list, dataset: str = "mnist", seed: int | None = None) -> nn.Sequential:
+def build(spec: dict | list | Summary, dataset: str = "mnist", seed: int | None = None) -> nn.Sequential:
     """Spec in, `nn.Sequential` out: `Normalize` then one block per spec layer.
 
-    The model maps images (N, 1, 28, 28) in [0, 1] to logits (N, 10); the output layer's
-    softmax lives in the loss (log-likelihood = cross-entropy on logits).
+    `spec` is checked with `validate` first, unless it is the `Summary` that `validate`
+    already returned, which is trusted. The model maps images (N, 1, 28, 28) in [0, 1] to
+    logits (N, 10); the output layer's softmax lives in the loss (log-likelihood =
+    cross-entropy on logits).
     """
-    summary = validate(spec, dataset)
+    summary = spec if isinstance(spec, Summary) else validate(spec, dataset)
     if seed is not None:
         torch.manual_seed(seed)
     mean, std = DATASET_STATISTICS[dataset] if summary.spec["normalize"] else (0.0, 1.0)

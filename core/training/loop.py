@@ -150,7 +150,7 @@ def _to_cpu(value: Any) -> Any:
 
 
 def train(
-    network: dict | list,
+    network: dict | list | networks.Summary,
     settings: TrainSettings,
     splits: Splits,
     callbacks: Callbacks | None = None,
@@ -158,8 +158,10 @@ def train(
 ) -> TrainResult:
     """Train `network` on `splits` with `settings`; returns when done, diverged or cancelled.
 
-    With `resume_state` (a `TrainingState.state_dict()`), continues after its last finished
-    epoch with the same weights, optimiser moments and schedule.
+    `network` is a spec (checked here) or the `Summary` that `networks.validate` already
+    returned for it, which is trusted as it is. With `resume_state` (a
+    `TrainingState.state_dict()`), continues after its last finished epoch with the same
+    weights, optimiser moments and schedule.
     """
     settings.validate()
     callbacks = callbacks or Callbacks()
@@ -245,10 +247,12 @@ def train(
             correct_sum += (logits.argmax(dim=1) == labels).sum()
             if not math.isfinite(loss_value) or loss_value > DIVERGED_LOSS:
                 status = "diverged"
-                rate = optimizer.param_groups[0]["lr"]
+                # Name the rate the learner chose, not the one a schedule had reached (one-cycle
+                # warms up from a twenty-fifth of it), since that is the number they can change.
+                rate = settings.learning_rate
                 message = (
                     f"The loss became {loss_value:.4g} at epoch {epoch}, step {step + 1}: the run diverged. "
-                    f"Lower the learning rate (now {rate:g}), e.g. to {rate / 10:g}."
+                    f"Lower the learning rate (you set {rate:g}), e.g. to {rate / 10:g}."
                 )
                 break
             elapsed = time.perf_counter() - epoch_started
