@@ -149,3 +149,13 @@ def test_pruning_keeps_the_resume_state_of_a_run_that_can_resume_and_refuses_bus
     store.update(run_id, status="succeeded")
     with pytest.raises(disk.PruneRefused, match="keep must be one of"):
         disk.prune(store, run_id, keep="everything")
+
+
+def test_a_long_run_thins_its_epoch_checkpoints_as_it_trains(store):
+    epochs = disk.AUTOMATIC_BUDGET + 4
+    run_id = train(store, epochs)
+    run = store.get(run_id, with_metrics=False)
+    kept = {epoch for epoch in disk.epoch_files(store, run_id) if epoch >= 1}
+    assert kept == set(disk.epochs_to_keep(epochs, run.best_epoch, disk.AUTOMATIC_BUDGET, planned_epochs=epochs))
+    assert len(kept) <= disk.AUTOMATIC_BUDGET and {1, run.best_epoch, epochs} <= kept
+    assert store.best_checkpoint_path(run_id).is_file()

@@ -715,3 +715,26 @@ def test_one_run_parses_its_settings_and_validates_its_spec_once(store, monkeypa
     assert runner.execute(store, run_id) == "succeeded"
     assert len(validations) == 1 and len(parses) == 1
     assert store.get(run_id).epochs_done == 2
+
+
+def test_a_damaged_runs_database_is_reported_once_and_the_scheduler_serves_again_once_it_is_restored(store, service, runs_dir):
+    scheduler = service(limit=1)
+    database = runs_dir / "runs.sqlite"
+    wait_until(lambda: "serves" in (runs_dir / "service.log").read_text(), 30, "the scheduler to start serving")
+    saved = {path: path.read_bytes() for path in runs_dir.glob("runs.sqlite*")}
+    for path in saved:
+        path.unlink()
+    database.write_bytes(b"this is not a database" * 100)
+    time.sleep(4)  # Five rounds a second would log twenty times in this span without the back-off.
+    log = (runs_dir / "service.log").read_text()
+    assert scheduler.process.poll() is None, "the scheduler died of a damaged database"
+    assert log.count("cannot use the runs database") == 1, log
+    assert str(runs_dir) in log.split("cannot use the runs database")[1].splitlines()[0]
+
+    database.unlink()
+    for path, content in saved.items():
+        path.write_bytes(content)
+    run_id = job_service.JobService(RunStore(runs_dir)).submit(LOGISTIC, quick_settings())
+    finished = wait_finished(store, run_id, timeout=120)
+    assert finished.status == "succeeded", finished.message
+    assert "can be used again" in (runs_dir / "service.log").read_text()

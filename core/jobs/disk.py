@@ -5,7 +5,7 @@ pruning it (`prune`, and `thin_as_it_goes` for the runner to call after each epo
 where files live from the run store and never opens a checkpoint, so it imports no torch.
 
 The rule keeps what later views need: the best weights (`best.safetensors`, always kept),
-epoch 1 (the filters before training shaped them), the best epoch, the last epoch, and a few
+epoch 0 (the initial weights, where a filter replay starts; always kept), epoch 1, the best epoch, the last epoch, and a few
 evenly spaced epochs between them, so a slider that replays the filters still has frames.
 """
 
@@ -123,7 +123,7 @@ def prune(store: RunStore, run_id: int, keep: str = "views", budget: int = PRUNE
     if run.status in BUSY:
         raise PruneRefused(f"Run {run_id} is {run.status}; wait until it finishes (or cancel it), then free its disk space.")
     kept = set(epochs_to_keep(run.epochs_done, run.best_epoch, budget))
-    doomed = [path for epoch, path in epoch_files(store, run_id).items() if epoch not in kept]
+    doomed = [path for epoch, path in epoch_files(store, run_id).items() if epoch >= 1 and epoch not in kept]  # epoch 0 stays
     doomed += sorted(store.run_directory(run_id).glob("*.tmp"))
     if keep == "views" and run.status in FINISHED_FOR_GOOD:
         doomed.append(store.resume_state_path(run_id))
@@ -133,4 +133,4 @@ def prune(store: RunStore, run_id: int, keep: str = "views", budget: int = PRUNE
 def thin_as_it_goes(store: RunStore, run_id: int, epochs_done: int, best_epoch: int, planned_epochs: int) -> int:
     """For the runner after each epoch: drop the epoch checkpoints AUTOMATIC_BUDGET no longer keeps; bytes freed."""
     kept = set(epochs_to_keep(epochs_done, best_epoch, AUTOMATIC_BUDGET, planned_epochs=planned_epochs))
-    return _remove([path for epoch, path in epoch_files(store, run_id).items() if epoch <= epochs_done and epoch not in kept])
+    return _remove([path for epoch, path in epoch_files(store, run_id).items() if 1 <= epoch <= epochs_done and epoch not in kept])

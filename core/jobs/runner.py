@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 from core.data import datasets
+from core.jobs import disk
 from core.jobs.store import RunStore
 from core.model import network as networks
 from core.training import checkpoint
@@ -105,6 +106,8 @@ class StoreCallbacks(Callbacks):
             checkpoint.save(
                 self.store.epoch_checkpoint_path(self.run_id, metrics.epoch), model, self.network, self.settings, epoch=metrics.epoch
             )
+            # A long run keeps a thinned set (disk.AUTOMATIC_BUDGET), not one file per epoch without end.
+            disk.thin_as_it_goes(self.store, self.run_id, metrics.epoch, state.best_epoch, self.settings.epochs)
         checkpoint.save_resume_state(self.store.resume_state_path(self.run_id), state.state_dict())
 
     def close(self) -> None:

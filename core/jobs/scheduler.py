@@ -24,11 +24,13 @@ import torch
 from core.jobs.liveness import reconcile
 from core.jobs.locks import LOCK_WAIT_SECONDS, held, lock_path, release, start_lock_path, take_lock
 from core.jobs.service import queued_run_ids
-from core.jobs.store import Run, RunNotFound, RunStore
+from core.jobs.store import Run, RunNotFound, RunStore, StorageError
 from core.jobs.worker import standby_main, worker_main
 from core.training.device import cpu_count
 
 POLL_SECONDS = 0.2  # how often the scheduler looks for queued runs, cancels and finished workers
+STORAGE_RETRY_SECONDS = 1.0  # first wait after the runs database could not be used; it doubles on each failure
+STORAGE_RETRY_MAX_SECONDS = 30.0
 IDLE_EXIT_SECONDS = 120.0  # an auto-started scheduler exits after this long with nothing to do
 # Workers notice a cancel within a quarter second; one that has not stopped this long after
 # the scheduler saw the request (still starting up, or deep in an evaluation) is stopped
@@ -291,10 +293,24 @@ def run_scheduler(
     scheduler = Scheduler(store, limit)
     log(f"serves {store.directory} (limit {scheduler.limit})")
     idle_since = time.monotonic()
+    storage_wait, storage_problem = 0.0, ""
     try:
         while not stop.is_set():
             try:
                 busy = scheduler.step()
+                if storage_problem:
+                    log("the runs database can be used again; serving as before")
+                storage_wait, storage_problem = 0.0, ""
+            except StorageError as error:
+                # A damaged database, a full or read-only disk: say so once, keep the running workers, and
+                # look again after a wait that doubles up to STORAGE_RETRY_MAX_SECONDS, so a full disk is not
+                # hammered five times a second while someone frees space.
+                if str(error) != storage_problem:
+                    log(f"cannot use the runs database; retrying with back-off: {error}")
+                storage_problem = str(error)
+                storage_wait = min(max(storage_wait * 2, STORAGE_RETRY_SECONDS), STORAGE_RETRY_MAX_SECONDS)
+                stop.wait(storage_wait)
+                continue
             except Exception:  # E.g. the database busy past its timeout: log it and serve on, never take the runs down.
                 log(f"a scheduling round failed; the next one follows:\n{traceback.format_exc()}")
                 busy = True
