@@ -218,10 +218,13 @@ def command_eval(arguments: argparse.Namespace) -> None:
 
 def command_inspect(arguments: argparse.Namespace) -> None:
     """Mistakes, confusion matrix or one test image's activations of a run's best-validation weights."""
+    store = RunStore()
+    run = store.get(arguments.run, with_metrics=False)  # An unknown id or a run without weights answers before torch loads.
+    if not store.best_checkpoint_path(arguments.run).is_file():
+        raise CommandError(f"Run {arguments.run} has no saved weights yet ({run.status}, {run.epochs_done} epoch(s) done): inspect it once it finishes an epoch.")
     from core.probes import mistakes
     from core.views import inspection
 
-    store = RunStore()
     try:
         loaded = inspection.load_run(store, arguments.run)
     except inspection.ERRORS as error:

@@ -253,7 +253,7 @@ def attribution(loaded: inspection.LoadedRun) -> None:
     targets = {"predicted": int(scores.predicted[index]), "true": int(scores.labels[index])}
     target_name = st.radio(
         t("inspect.attribution.target"), list(targets), horizontal=True, key="inspect.attribution_target",
-        format_func=lambda name: f"{t('inspect.plot.' + name)}: {names[targets[name]]}",
+        format_func=lambda name: f"{t(f'inspect.plot.{name}')}: {names[targets[name]]}",
     )  # fmt: skip
     st.caption(image_caption(loaded, index))
     st.caption(t("inspect.attribution.help"))
