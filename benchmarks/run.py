@@ -15,6 +15,7 @@ Parts:
 - service: the same short run through the job service vs calling the engine directly,
            and the delay from an epoch finishing to its metrics being readable.
 - pages:   first load of each app page in headless Chromium with a finished run selected.
+- inspect: mistakes + confusion over the test set and one image's activations, vs bare forward passes.
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ def write_report(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="engine,fast,nielsen,service,pages")
+    parser.add_argument("--only", default="engine,fast,nielsen,service,inspect,pages")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nielsen-epochs", type=int, default=3)
     arguments = parser.parse_args()
@@ -257,6 +258,10 @@ def main() -> None:
         from benchmarks.service import bench_service
 
         results["service"] = bench_service(arguments.repeats)
+    if "inspect" in parts:
+        from benchmarks.inspect import bench_inspect
+
+        results["inspect"] = bench_inspect(splits, arguments.repeats)
     if "pages" in parts:
         from benchmarks.pages import bench_pages
 
