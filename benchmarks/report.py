@@ -14,6 +14,8 @@ FAST_MAXIMUM_SECONDS = 30.0  # `fast` to 99.0% reported test accuracy
 SERVICE_MAXIMUM_OVERHEAD_PERCENT = 10.0
 SERVICE_MAXIMUM_LATENCY_SECONDS = 1.0  # an epoch finishing → its metrics readable by another process
 PAGE_MAXIMUM_SECONDS = 1.5  # first load of a page
+INSPECT_MISTAKES_MAXIMUM_SECONDS = 0.5  # mistakes + confusion over the 10,000 test images, fast net
+INSPECT_ACTIVATIONS_MAXIMUM_SECONDS = 0.050  # every layer's output for one image
 
 
 def _checked(text: str, met: bool) -> str:
@@ -175,6 +177,23 @@ def _cli(result: dict) -> list[str]:
         runs = ", ".join(f"{value:.3f}" for value in row["all_seconds"])
         lines.append(f"| `{row['command']}` | **{row['median_seconds']:.3f}** | {row['ratio_to_python']:.1f}× | {verdict} | {runs} |")
     return lines + [""]
+def _inspect(result: dict) -> list[str]:
+    mistakes = _checked(f"**{result['mistakes_confusion_seconds']:.3f}**", result["mistakes_confusion_seconds"] <= INSPECT_MISTAKES_MAXIMUM_SECONDS)
+    activations = _checked(f"**{result['activations_seconds'] * 1000:.1f}**", result["activations_seconds"] <= INSPECT_ACTIVATIONS_MAXIMUM_SECONDS)
+    return [
+        "## Inspect probes (the `fast` net, CPU)",
+        "",
+        "Mistakes + confusion: predictions, the sorted misclassified list and the confusion matrix over the 10,000",
+        f"test images; target ≤ {INSPECT_MISTAKES_MAXIMUM_SECONDS:g} s. Activations: every layer's output and the class",
+        f"probabilities for one image; target ≤ {INSPECT_ACTIVATIONS_MAXIMUM_SECONDS * 1000:g} ms. Each beside a bare forward pass",
+        f"over the same images, medians of the repeats ({result['threads']} torch threads).",
+        "",
+        "| probe | time | bare forward over the same images |",
+        "|---|---:|---:|",
+        f"| mistakes + confusion (s) | {mistakes} | {result['forward_seconds']:.3f} |",
+        f"| activations of one image (ms) | {activations} | {result['one_forward_seconds'] * 1000:.1f} |",
+        "",
+    ]
 
 
 def render(results: dict) -> str:
@@ -190,7 +209,7 @@ def render(results: dict) -> str:
         f"- Date: {machine.get('date', '?')}",
         "",
     ]
-    sections = {"engine": _engine, "fast": _fast, "nielsen": _nielsen, "service": _service, "pages": _pages, "cli": _cli}
+    sections = {"engine": _engine, "fast": _fast, "nielsen": _nielsen, "service": _service, "inspect": _inspect, "pages": _pages, "cli": _cli}
     for part, section in sections.items():
         if part in results:
             part_lines = section(results[part])

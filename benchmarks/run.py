@@ -16,6 +16,7 @@ Parts:
            and the delay from an epoch finishing to its metrics being readable.
 - pages:   first load of each app page in headless Chromium with a finished run selected.
 - cli:     start-up time of the CLI commands that need no tensors, vs `python -c pass`.
+- inspect: mistakes + confusion over the test set and one image's activations, vs bare forward passes.
 """
 
 from __future__ import annotations
@@ -241,13 +242,13 @@ def write_report(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli")
+    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli,inspect")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nielsen-epochs", type=int, default=3)
     arguments = parser.parse_args()
     parts = set(arguments.only.split(","))
-    # Only the training parts need MNIST in this process; `--only cli` or `service` starts at once.
-    splits = data.load("mnist") if parts & {"engine", "fast", "nielsen"} else None
+    # Only the parts that train or predict need MNIST in this process; `--only cli` or `service` starts at once.
+    splits = data.load("mnist") if parts & {"engine", "fast", "nielsen", "inspect"} else None
     results: dict = {"machine": machine()}
     if "engine" in parts:
         results["engine"] = bench_engine(splits, arguments.repeats)
@@ -259,6 +260,10 @@ def main() -> None:
         from benchmarks.service import bench_service
 
         results["service"] = bench_service(arguments.repeats)
+    if "inspect" in parts:
+        from benchmarks.inspect import bench_inspect
+
+        results["inspect"] = bench_inspect(splits, arguments.repeats)
     if "pages" in parts:
         from benchmarks.pages import bench_pages
 

@@ -233,6 +233,48 @@ def command_eval(arguments: argparse.Namespace) -> None:
     _emit(arguments, "\n".join(lines), report)
 
 
+def command_inspect(arguments: argparse.Namespace) -> None:
+    """Mistakes, confusion matrix or one test image's activations of a run's best-validation weights."""
+    store = RunStore()
+    run = store.get(arguments.run, with_metrics=False)  # An unknown id or a run without weights answers before torch loads.
+    if not store.best_checkpoint_path(arguments.run).is_file():
+        raise CommandError(f"Run {arguments.run} has no saved weights yet ({run.status}, {run.epochs_done} epoch(s) done): inspect it once it finishes an epoch.")
+    from core.probes import mistakes
+    from core.views import inspection
+
+    try:
+        loaded = inspection.load_run(store, arguments.run)
+    except inspection.ERRORS as error:
+        raise CommandError(str(error)) from None
+    if arguments.what == "activations":
+        if arguments.image is None:
+            raise CommandError("`inspect activations` needs --image N, the index of a test image (0 to 9999).")
+        result = inspection.test_image_activations(loaded, arguments.image)
+        label = int(loaded.splits.test_labels[arguments.image])
+        layers = [
+            {"layer": layer.index + 1, "kind": layer.kind, "description": layer.description, "shape": list(layer.values.shape),
+             "mean": float(layer.values.mean()), "max": float(layer.values.max())}
+            for layer in result.layers
+        ]  # fmt: skip
+        lines = [f"Run {arguments.run}, test image {arguments.image}: label {label}, predicted {result.prediction} ({result.probabilities.max():.1%})"]
+        lines += [f"  {row['layer']:>2} {row['description']:<30} {'×'.join(map(str, row['shape'])):<10} mean {row['mean']:.4f} max {row['max']:.4f}" for row in layers]
+        payload = {"run_id": arguments.run, "image": arguments.image, "label": label, "prediction": result.prediction,
+                   "probabilities": result.probabilities.tolist(), "layers": layers}  # fmt: skip
+        _emit(arguments, "\n".join(lines), payload)
+        return
+    predictions = inspection.test_predictions(loaded)
+    if arguments.what == "confusion":
+        matrix = mistakes.confusion(predictions).tolist()
+        lines = [f"Run {arguments.run}: confusion matrix of the {sum(map(sum, matrix)):,} test images (rows: true class, columns: predicted):"]
+        lines += ["  " + " ".join(f"{count:>5}" for count in row) for row in matrix]
+        _emit(arguments, "\n".join(lines), {"run_id": arguments.run, "matrix": matrix})
+        return
+    indices = mistakes.misclassified(predictions).tolist()
+    shown = ", ".join(map(str, indices[:30])) + (" …" if len(indices) > 30 else "")
+    text = f"Run {arguments.run}: {len(indices)} misclassified test images, most confident first: {shown}"
+    _emit(arguments, text, {"run_id": arguments.run, "count": len(indices), "indices": indices})
+
+
 def command_cancel(arguments: argparse.Namespace) -> None:
     status = JobService(RunStore()).cancel(arguments.id)
     _emit(arguments, f"Run {arguments.id}: {status}.", {"run_id": arguments.id, "status": status})
@@ -294,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", parents=[common], help="test accuracy, per-class accuracy and confusion matrix of a run")
     evaluate.add_argument("--run", type=int, required=True)
     evaluate.set_defaults(handler=command_eval)
+
+    inspect = commands.add_parser("inspect", parents=[common], help="a run's mistakes, confusion matrix or one test image's activations")
+    inspect.add_argument("--run", type=int, required=True)
+    inspect.add_argument("what", choices=("mistakes", "confusion", "activations"))
+    inspect.add_argument("--image", type=int, help="the test image's index, for activations")
+    inspect.set_defaults(handler=command_inspect)
 
     cancel = commands.add_parser("cancel", parents=[common], help="cancel a queued or running run")
     cancel.add_argument("id", type=int)
