@@ -15,6 +15,7 @@ Parts:
 - service: the same short run through the job service vs calling the engine directly,
            and the delay from an epoch finishing to its metrics being readable.
 - pages:   first load of each app page in headless Chromium with a finished run selected.
+- recording: the same run with and without the training-diagnostics recorder (≤ 5% extra time).
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ def write_report(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="engine,fast,nielsen,service,pages")
+    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,recording")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nielsen-epochs", type=int, default=3)
     arguments = parser.parse_args()
@@ -261,6 +262,10 @@ def main() -> None:
         from benchmarks.pages import bench_pages
 
         results["pages"] = bench_pages(arguments.repeats)
+    if "recording" in parts:
+        from benchmarks.recording import bench_recording
+
+        results["recording"] = bench_recording(splits, arguments.repeats)
     write_report(results)
     print(f"Wrote {DOCS / 'benchmarks.md'}")
 
