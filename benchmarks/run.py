@@ -17,6 +17,7 @@ Parts:
 - pages:   first load of each app page in headless Chromium with a finished run selected.
 - cli:     start-up time of the CLI commands that need no tensors, vs `python -c pass`.
 - inspect: mistakes + confusion over the test set and one image's activations, vs bare forward passes.
+- recording: the same run with and without the training-diagnostics recorder (≤ 5% extra time).
 """
 
 from __future__ import annotations
@@ -242,13 +243,13 @@ def write_report(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli,inspect")
+    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli,inspect,recording")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nielsen-epochs", type=int, default=3)
     arguments = parser.parse_args()
     parts = set(arguments.only.split(","))
     # Only the parts that train or predict need MNIST in this process; `--only cli` or `service` starts at once.
-    splits = data.load("mnist") if parts & {"engine", "fast", "nielsen", "inspect"} else None
+    splits = data.load("mnist") if parts & {"engine", "fast", "nielsen", "inspect", "recording"} else None
     results: dict = {"machine": machine()}
     if "engine" in parts:
         results["engine"] = bench_engine(splits, arguments.repeats)
@@ -272,6 +273,10 @@ def main() -> None:
         from benchmarks.cli import bench_cli
 
         results["cli"] = bench_cli(max(arguments.repeats, 5))
+    if "recording" in parts:
+        from benchmarks.recording import bench_recording
+
+        results["recording"] = bench_recording(splits, arguments.repeats)
     write_report(results)
     print(f"Wrote {DOCS / 'benchmarks.md'}")
 

@@ -254,7 +254,8 @@ def test_runs_page_shows_disk_use_and_frees_it_for_the_owner(app_store):
     after = disk.run_disk_use(app_store, run_id)
     kept = disk.epochs_to_keep(12, run.best_epoch, disk.PRUNE_BUDGET)
     assert len(kept) < 12
-    assert [path.name for path in app_store.epoch_checkpoints(run_id)] == [f"epoch_{epoch:03d}.safetensors" for epoch in kept]
+    # The initial weights (epoch 0) are never pruned: a replay of the filters starts from them.
+    assert [path.name for path in app_store.epoch_checkpoints(run_id)] == [f"epoch_{epoch:03d}.safetensors" for epoch in [0, *kept]]
     assert app_store.best_checkpoint_path(run_id).is_file() and not app_store.resume_state_path(run_id).exists()
     freed, left = run_views.format_bytes(before - after), run_views.format_bytes(after)
     assert [message.value for message in at.success] == [i18n.translate("en", "runs.pruned", id=run_id, freed=freed, left=left)]

@@ -302,7 +302,8 @@ def test_a_stored_run_leaves_its_files_and_evaluates_to_its_test_accuracy(store)
     assert [row["epoch"] for row in run.metrics] == [1, 2]
 
     assert store.best_checkpoint_path(run_id).is_file()
-    assert store.epoch_checkpoints(run_id) == [store.epoch_checkpoint_path(run_id, 1), store.epoch_checkpoint_path(run_id, 2)]
+    # Epoch 0 is the initial weights, written before the first step.
+    assert store.epoch_checkpoints(run_id) == [store.epoch_checkpoint_path(run_id, epoch) for epoch in (0, 1, 2)]
     state = checkpoint.load_resume_state(store.resume_state_path(run_id))
     assert [metrics["epoch"] for metrics in state["history"]] == [1, 2]
     _, metadata = checkpoint.read(store.best_checkpoint_path(run_id))

@@ -107,7 +107,9 @@ def test_pruning_a_finished_run_removes_exactly_the_thinned_epochs_then_its_resu
     run_id = train(store, epochs=6)
     run = store.get(run_id, with_metrics=False)
     epoch_names = {f"epoch_{epoch:03d}.safetensors" for epoch in range(1, 7)}
-    assert file_names(store, run_id) == epoch_names | {"best.safetensors", "last_state.pt"}
+    # The best weights, the initial weights (epoch 0) and the recorded diagnostics are never pruned.
+    always = {"best.safetensors", "epoch_000.safetensors", "recording.jsonl"}
+    assert file_names(store, run_id) == epoch_names | always | {"last_state.pt"}
     best_bytes = store.best_checkpoint_path(run_id).read_bytes()
     before = disk.run_disk_use(store, run_id)
     store.resume_state_path(run_id).with_suffix(".pt.tmp").write_bytes(b"half a save")  # left by a killed save
@@ -117,7 +119,7 @@ def test_pruning_a_finished_run_removes_exactly_the_thinned_epochs_then_its_resu
     removed = sorted((epoch_names - kept) | {"last_state.pt.tmp"})
     removed_bytes = sum((store.run_directory(run_id) / name).stat().st_size for name in removed)
     freed = disk.prune(store, run_id, keep="resumable", budget=4)
-    assert file_names(store, run_id) == kept | {"best.safetensors", "last_state.pt"}
+    assert file_names(store, run_id) == kept | always | {"last_state.pt"}
     assert freed == removed_bytes == before + len(b"half a save") - disk.run_disk_use(store, run_id)
     assert store.best_checkpoint_path(run_id).read_bytes() == best_bytes
     for name in kept:  # what stays still loads, for the views that replay epochs
@@ -126,7 +128,7 @@ def test_pruning_a_finished_run_removes_exactly_the_thinned_epochs_then_its_resu
     # "views" also drops the resume state: a succeeded run is never resumed. A second prune frees nothing more.
     state_bytes = store.resume_state_path(run_id).stat().st_size
     assert disk.prune(store, run_id, keep="views", budget=4) == state_bytes
-    assert file_names(store, run_id) == kept | {"best.safetensors"}
+    assert file_names(store, run_id) == kept | always
     assert disk.prune(store, run_id, keep="views", budget=4) == 0
     assert checkpoint.load(store.best_checkpoint_path(run_id))[1] == run.spec
 
@@ -136,7 +138,7 @@ def test_pruning_keeps_the_resume_state_of_a_run_that_can_resume_and_refuses_bus
     store.update(run_id, status="interrupted")  # what a server restart leaves
     disk.prune(store, run_id, keep="views", budget=4)
     assert store.resume_state_path(run_id).is_file()
-    assert len(store.epoch_checkpoints(run_id)) <= 4
+    assert len(store.epoch_checkpoints(run_id)) <= 4 + 1  # the budget, and the initial weights (epoch 0)
 
     JobService(store).resume(run_id)  # still resumable; now it is queued for a worker
     before = file_names(store, run_id)

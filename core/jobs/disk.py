@@ -5,8 +5,8 @@ pruning it (`prune`, and `thin_as_it_goes` for the runner to call after each epo
 where files live from the run store and never opens a checkpoint, so it imports no torch.
 
 The rule keeps what later views need: the best weights (`best.safetensors`, always kept),
-epoch 0 (the initial weights, where a filter replay starts; always kept), epoch 1, the best epoch, the last epoch, and a few
-evenly spaced epochs between them, so a slider that replays the filters still has frames.
+the initial weights (epoch 0, always kept: a replay of the filters starts from that noise),
+epoch 1, the best epoch, the last epoch, and a few evenly spaced epochs between them, so a slider that replays the filters still has frames.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ AUTOMATIC_BUDGET = 20
 KEEP_CHOICES = ("views", "resumable")
 FINISHED_FOR_GOOD = ("succeeded", "diverged")  # `JobService.resume` refuses these, so their resume state is dead weight
 BUSY = ("queued", "running")
+INITIAL_EPOCH = 0  # `epoch_000.safetensors`, the weights before the first step; never pruned
 EPOCH_FILE = re.compile(r"epoch_(\d+)\.safetensors")
 
 
@@ -122,8 +123,8 @@ def prune(store: RunStore, run_id: int, keep: str = "views", budget: int = PRUNE
     run = store.get(run_id, with_metrics=False)
     if run.status in BUSY:
         raise PruneRefused(f"Run {run_id} is {run.status}; wait until it finishes (or cancel it), then free its disk space.")
-    kept = set(epochs_to_keep(run.epochs_done, run.best_epoch, budget))
-    doomed = [path for epoch, path in epoch_files(store, run_id).items() if epoch >= 1 and epoch not in kept]  # epoch 0 stays
+    kept = set(epochs_to_keep(run.epochs_done, run.best_epoch, budget)) | {INITIAL_EPOCH}
+    doomed = [path for epoch, path in epoch_files(store, run_id).items() if epoch not in kept]
     doomed += sorted(store.run_directory(run_id).glob("*.tmp"))
     if keep == "views" and run.status in FINISHED_FOR_GOOD:
         doomed.append(store.resume_state_path(run_id))
@@ -132,5 +133,5 @@ def prune(store: RunStore, run_id: int, keep: str = "views", budget: int = PRUNE
 
 def thin_as_it_goes(store: RunStore, run_id: int, epochs_done: int, best_epoch: int, planned_epochs: int) -> int:
     """For the runner after each epoch: drop the epoch checkpoints AUTOMATIC_BUDGET no longer keeps; bytes freed."""
-    kept = set(epochs_to_keep(epochs_done, best_epoch, AUTOMATIC_BUDGET, planned_epochs=planned_epochs))
-    return _remove([path for epoch, path in epoch_files(store, run_id).items() if 1 <= epoch <= epochs_done and epoch not in kept])
+    kept = set(epochs_to_keep(epochs_done, best_epoch, AUTOMATIC_BUDGET, planned_epochs=planned_epochs)) | {INITIAL_EPOCH}
+    return _remove([path for epoch, path in epoch_files(store, run_id).items() if epoch <= epochs_done and epoch not in kept])

@@ -27,6 +27,8 @@ from core.data import datasets
 from core.jobs import disk
 from core.jobs.store import RunStore
 from core.model import network as networks
+from core.model import vocabulary
+from core.probes import recording
 from core.training import checkpoint
 from core.training.device import describe, pick_device
 from core.training.loop import Callbacks, EpochMetrics, Progress, TrainingState, TrainResult, train
@@ -46,10 +48,16 @@ FINAL_WRITE_ATTEMPTS = 6  # tries at recording a final status, each after the st
 
 
 class StoreCallbacks(Callbacks):
-    """Writes a run's progress, metrics and checkpoints to the store as the engine reports them."""
+    """Writes a run's progress, metrics and checkpoints to the store as the engine reports them.
 
-    def __init__(self, store: RunStore, run_id: int, network: dict, settings: TrainSettings, parameters: int):
+    With `record` (the default) it also keeps the run's training diagnostics (gradient norms,
+    activation and weight statistics) in the run's folder, through `core.probes.recording`.
+    """
+
+    def __init__(self, store: RunStore, run_id: int, network: dict, settings: TrainSettings, parameters: int, record: bool = True):
         self.store, self.run_id, self.network, self.settings = store, run_id, network, settings
+        self.record = record
+        self.recorder: recording.Recorder | None = None
         self.keep_epoch_checkpoints = settings.checkpoint_every_epoch and parameters <= EPOCH_CHECKPOINT_LIMIT
         self.cancelled = threading.Event()
         self.finished = threading.Event()
@@ -72,7 +80,20 @@ class StoreCallbacks(Callbacks):
             except Exception:  # A busy database must never kill the run; the next beat retries.
                 pass
 
+    def on_train_start(self, state: TrainingState) -> None:
+        if not state.history and state.global_step == 0:
+            # A fresh run: keep the initial weights as epoch 0, where a replay of the filters starts.
+            checkpoint.save(self.store.epoch_checkpoint_path(self.run_id, 0), state.model, self.network, self.settings, epoch=0)
+        if self.record:
+            # The validation images are already in memory (the datasets module caches them), so this costs nothing.
+            validation_images = datasets.load(self.settings.dataset).validation_images
+            path = self.store.run_directory(self.run_id) / recording.RECORDING_FILE
+            self.recorder = recording.Recorder(path, self.network, validation_images)
+            self.recorder.on_train_start(state)
+
     def on_step(self, progress: Progress) -> None:
+        if self.recorder is not None:
+            self.recorder.on_step(progress)
         if self.oom_at_step and progress.global_step == self.oom_at_step:
             raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB (injected by {FAULT_INJECTION_VARIABLE})")
         if self.exit_at_step and progress.global_step == self.exit_at_step:
@@ -99,6 +120,8 @@ class StoreCallbacks(Callbacks):
             seconds=sum(item.seconds for item in state.history),
             heartbeat_at=time.time(),
         )
+        if self.recorder is not None:  # Before the resume state: a resumed run then never misses this epoch's record.
+            self.recorder.on_epoch_end(metrics, state, improved)
         model = state.model
         if improved:
             checkpoint.save(self.store.best_checkpoint_path(self.run_id), model, self.network, self.settings, epoch=metrics.epoch)

@@ -77,6 +77,13 @@ class TrainResult:
 class Callbacks:
     """Hooks the loop calls; override what you need. The defaults do nothing."""
 
+    def on_train_start(self, state: "TrainingState") -> None:
+        """Called once before the first step, after a resume state is loaded (`state.history` is then not empty).
+
+        `state.model` is the very module the loop trains, so a callback may keep it and read its
+        gradients in `on_step`: they still hold the step's gradients then (the next step clears them).
+        """
+
     def on_step(self, progress: Progress) -> None:
         pass
 
@@ -190,6 +197,7 @@ def train(
     state = TrainingState(model, optimizer, scheduler, generator=generator)
     if resume_state is not None:
         state.load_state_dict(resume_state)
+    callbacks.on_train_start(state)
     augmentation = Augmentation(
         settings.shift_pixels, settings.rotation_degrees, settings.scale, settings.skew, settings.elastic_alpha, settings.elastic_sigma
     )
