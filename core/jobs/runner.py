@@ -27,7 +27,6 @@ from core.data import datasets
 from core.jobs import disk
 from core.jobs.store import RunStore
 from core.model import network as networks
-from core.model import vocabulary
 from core.probes import recording
 from core.training import checkpoint
 from core.training.device import describe, pick_device
