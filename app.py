@@ -11,6 +11,7 @@ navigation = st.navigation(
         st.Page("pages/build.py", title=t("nav.build"), icon="🧱", default=True),
         st.Page("pages/train.py", title=t("nav.train"), icon="📈"),
         st.Page("pages/runs.py", title=t("nav.runs"), icon="🗂️"),
+        st.Page("pages/draw.py", title=t("nav.draw"), icon="✏️"),
     ]
 )
 sidebar()
