@@ -16,6 +16,8 @@ Parts:
            and the delay from an epoch finishing to its metrics being readable.
 - pages:   first load of each app page in headless Chromium with a finished run selected.
 - cli:     start-up time of the CLI commands that need no tensors, vs `python -c pass`.
+- drawing: preprocessing + prediction of one drawing (p50, p95 of 200) vs the bare model
+           forward, and the browser round trip from mouse-up to the prediction shown.
 """
 
 from __future__ import annotations
@@ -241,7 +243,7 @@ def write_report(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli")
+    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli,drawing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nielsen-epochs", type=int, default=3)
     arguments = parser.parse_args()
@@ -267,6 +269,10 @@ def main() -> None:
         from benchmarks.cli import bench_cli
 
         results["cli"] = bench_cli(max(arguments.repeats, 5))
+    if "drawing" in parts:
+        from benchmarks.drawing import bench_drawing
+
+        results["drawing"] = bench_drawing(arguments.repeats)
     write_report(results)
     print(f"Wrote {DOCS / 'benchmarks.md'}")
 
