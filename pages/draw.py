@@ -67,7 +67,8 @@ def show_prediction(prepared: preprocess.Prepared, model, dataset: str) -> None:
 
 def save_form(image: np.ndarray, guess: int) -> None:
     label_column, button_column = st.columns([1, 1], vertical_alignment="bottom")
-    label = label_column.selectbox(t("draw.true_label"), list(range(10)), index=guess, key="draw.true_label")
+    # Keyed by the guess, so the label follows each new guess until the learner corrects it.
+    label = label_column.selectbox(t("draw.true_label"), list(range(10)), index=guess, key=f"draw.true_label.{guess}")
     if button_column.button(t("draw.save"), icon="💾", key="draw.save"):
         try:
             my_digits().add(image, int(label))

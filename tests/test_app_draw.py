@@ -120,7 +120,10 @@ def test_saving_a_drawing_puts_it_in_my_digits_on_disk(app_store, finished_run, 
     canvas = synthetic.as_drawn(mnist.test_images[0].numpy(), np.random.default_rng(4))
     draw(at, canvas)
     assert metric(at, en("draw.my_digits_count")) == "0"
-    at.selectbox(key="draw.true_label").set_value(7)
+    guess = metric(at, en("draw.prediction"))
+    label = at.selectbox(key=f"draw.true_label.{guess}")
+    assert label.value == int(guess)  # the guess is offered as the label
+    label.set_value(7)
     at.button(key="draw.save").click()
     at.run()
     assert not at.exception

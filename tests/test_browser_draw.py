@@ -31,7 +31,8 @@ from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, star
 SCREENSHOTS = Path(os.environ.get("LAYERLAB_SCREENSHOTS") or ROOT / "bench-out" / "screenshots")
 VIEWPORT = {"width": 1400, "height": 1000}
 PAGE_DEADLINE = 60.0  # the first page imports torch on the server
-CANVAS = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
+COMPONENT = "[data-testid=stBidiComponentIsolated]"
+CANVAS = f"{COMPONENT} canvas.upper-canvas"
 # Strokes in canvas pixels (the canvas is 280×280), shaped like handwriting: a slightly slanted
 # "1", and a "7" as a top bar and a long diagonal.
 ONE = [[(150, 40), (140, 240)]]
@@ -112,7 +113,9 @@ def draw_strokes(page, strokes: list[list[tuple[int, int]]]) -> float:
     """Draw each stroke with the mouse (press, move in small steps, release); returns when the last release happened."""
     box = page.locator(CANVAS).first.bounding_box()
     released = 0.0
-    for stroke in strokes:
+    for number, stroke in enumerate(strokes):
+        if number:
+            time.sleep(0.4)  # a person lifts the pen between strokes; the page answers each one
         (start_x, start_y), *rest = stroke
         page.mouse.move(box["x"] + start_x, box["y"] + start_y)
         page.mouse.down()
@@ -120,13 +123,21 @@ def draw_strokes(page, strokes: list[list[tuple[int, int]]]) -> float:
             page.mouse.move(box["x"] + x, box["y"] + y, steps=25)
         page.mouse.up()
         released = time.monotonic()
-        time.sleep(0.4)  # a person lifts the pen between strokes; the page answers each one
     return released
 
 
 def clear_canvas(page) -> None:
+    """Press Clear when something is drawn, and wait until the canvas has reloaded empty and the page says so.
+
+    On an empty canvas it does nothing: the reload Clear starts would finish while the next
+    stroke is drawn and wipe it.
+    """
+    if prediction(page) is None:
+        return
     page.get_by_role("button", name=en("draw.clear")).click()
+    # The canvas sends its empty drawing once it has reloaded, so the hint means the reload is done.
     wait_for("the empty canvas's hint", lambda: page.get_by_text(en("draw.start")).count() > 0 and prediction(page) is None, 20)
+    wait_for("the canvas's own undo to have nothing to undo", lambda: page.locator(f"{COMPONENT} button[aria-label=Undo]").is_disabled(), 10)
     wait_idle(page)
 
 
@@ -150,8 +161,13 @@ def test_draw_a_one_and_a_seven_and_save_one(server, browser):
             released = draw_strokes(page, strokes)
             shown = wait_for_prediction(page, digit)
             wait_idle(page)
-            probabilities = shown_probabilities(page)
-            assert len(probabilities) == 10 and max(range(10), key=probabilities.__getitem__) == int(digit), probabilities
+            # Plotly redraws the bars a moment after the number changes: wait for the chart of this drawing.
+            probabilities = wait_for(
+                f"the probability bars of {digit}",
+                lambda: (bars := shown_probabilities(page)) and max(range(10), key=bars.__getitem__) == int(digit) and bars,
+                10,
+            )
+            assert len(probabilities) == 10
             assert abs(sum(probabilities) - 100) < 0.5, probabilities
             sure = en("draw.confidence", percent=f"{probabilities[int(digit)] / 100:.1%}")
             assert page.get_by_text(sure).count() > 0, sure
