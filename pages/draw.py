@@ -49,7 +49,7 @@ def my_digits() -> digits.DigitSet:
     return digits.DigitSet(service().store.directory, st.session_state.owner)
 
 
-def show_prediction(prepared: preprocess.Prepared, model, dataset: str) -> None:
+def show_prediction(prepared: preprocess.Prepared, model, dataset: str, uploaded: bool) -> None:
     probabilities = classify.probabilities(model, prepared.image)
     digit = int(probabilities.argmax())
     # Shared with the pages that inspect or attack a drawing (see pages/common.py's key list).
@@ -58,7 +58,7 @@ def show_prediction(prepared: preprocess.Prepared, model, dataset: str) -> None:
     seen.image(np.kron(prepared.image, np.ones((6, 6), dtype=np.uint8)), caption=t("draw.network_sees"), width=168)
     verdict.metric(t("draw.prediction"), str(digit))
     verdict.caption(t("draw.confidence", percent=f"{probabilities[digit]:.1%}"))
-    if prepared.dark_on_light and not prepared.from_alpha:
+    if uploaded and prepared.dark_on_light:
         verdict.caption(t("draw.inverted"))
     names = classify.class_names(dataset)
     st.plotly_chart(drawing_plots.probability_bars(probabilities.tolist(), names, t("draw.probability")), key="draw.probabilities")
@@ -137,7 +137,7 @@ with result_column:
             prepared = None
             st.info(t("draw.start"))
         if prepared is not None:
-            show_prediction(prepared, model, dataset)
+            show_prediction(prepared, model, dataset, uploaded=photo is not None)
     except preprocess.DrawingError as error:
         st.warning(str(error))
 

@@ -102,7 +102,12 @@ class DigitSet:
         return np.asarray(Image.open(self.directory / digit.file).convert("L"), dtype=np.uint8)
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The set as MNIST-format tensors: images (N, 28, 28) uint8 and labels (N,) int64, to add to a run's training data."""
+        """The set as MNIST-format tensors: images (N, 28, 28) uint8 and labels (N,) int64, to add to a run's training data.
+
+        They match `Splits.train_images` / `train_labels`, so a runner can put them in front of
+        the training split (`torch.cat`, then `dataclasses.replace(splits, …)`); in front, so
+        that `train_subset`, which keeps the first N images, keeps them too.
+        """
         digits = self.digits()
         images = np.stack([self.image(digit) for digit in digits]) if digits else np.zeros((0, 28, 28), np.uint8)
         return torch.from_numpy(images), torch.tensor([digit.label for digit in digits], dtype=torch.int64)
