@@ -12,6 +12,7 @@ navigation = st.navigation(
         st.Page("pages/train.py", title=t("nav.train"), icon="📈"),
         st.Page("pages/runs.py", title=t("nav.runs"), icon="🗂️"),
         st.Page("pages/inspect.py", title=t("nav.inspect"), icon="🔬"),
+        st.Page("pages/draw.py", title=t("nav.draw"), icon="✏️"),
     ]
 )
 sidebar()

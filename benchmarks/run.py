@@ -18,6 +18,8 @@ Parts:
 - cli:     start-up time of the CLI commands that need no tensors, vs `python -c pass`.
 - inspect: mistakes + confusion over the test set and one image's activations, vs bare forward passes.
 - recording: the same run with and without the training-diagnostics recorder (≤ 5% extra time).
+- drawing: preprocessing + prediction of one drawing (p50, p95 of 200) vs the bare model
+           forward, and the browser round trip from mouse-up to the prediction shown.
 """
 
 from __future__ import annotations
@@ -243,7 +245,7 @@ def write_report(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli,inspect,recording")
+    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli,inspect,recording,drawing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nielsen-epochs", type=int, default=3)
     arguments = parser.parse_args()
@@ -277,6 +279,10 @@ def main() -> None:
         from benchmarks.recording import bench_recording
 
         results["recording"] = bench_recording(splits, arguments.repeats)
+    if "drawing" in parts:
+        from benchmarks.drawing import bench_drawing
+
+        results["drawing"] = bench_drawing(arguments.repeats)
     write_report(results)
     print(f"Wrote {DOCS / 'benchmarks.md'}")
 

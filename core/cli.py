@@ -273,6 +273,39 @@ def command_inspect(arguments: argparse.Namespace) -> None:
     shown = ", ".join(map(str, indices[:30])) + (" …" if len(indices) > 30 else "")
     text = f"Run {arguments.run}: {len(indices)} misclassified test images, most confident first: {shown}"
     _emit(arguments, text, {"run_id": arguments.run, "count": len(indices), "indices": indices})
+def command_predict(arguments: argparse.Namespace) -> None:
+    """Classify image files with a run's best checkpoint, through the drawing page's preprocessing."""
+    from core.data.datasets import class_names
+    from core.drawing import classify, preprocess
+    from core.training import checkpoint
+
+    store = RunStore()
+    store.get(arguments.run, with_metrics=False)  # A wrong id is RunNotFound, not a missing file.
+    model, _, settings = checkpoint.load(store.best_checkpoint_path(arguments.run))
+    names = class_names(settings.dataset)
+    lines, predictions = [], []
+    for file in arguments.images:
+        try:
+            prepared = preprocess.prepare_upload(_read_image_bytes(file))
+        except LayerLabError as error:  # Unreadable or empty: say so for this file and go on with the others.
+            lines.append(f"{file}: error: {_one_line(str(error))}")
+            predictions.append({"file": file, "error": _one_line(str(error))})
+            continue
+        probabilities = classify.probabilities(model, prepared.image)
+        digit = int(probabilities.argmax())
+        lines.append(f"{file}: {digit} ({names[digit]}, {probabilities[digit]:.1%})")
+        predictions.append({"file": file, "digit": digit, "probabilities": [round(float(value), 6) for value in probabilities]})
+    _emit(arguments, "\n".join(lines), {"run_id": arguments.run, "predictions": predictions})
+
+
+def _read_image_bytes(file: str) -> bytes:
+    from core.drawing.preprocess import MAX_UPLOAD_BYTES, DrawingError
+
+    try:
+        with open(file, "rb") as handle:
+            return handle.read(MAX_UPLOAD_BYTES + 1)  # One byte over the cap is enough to refuse it.
+    except OSError as error:
+        raise DrawingError(f"{file} cannot be read ({error.strerror or error}).") from None
 
 
 def command_cancel(arguments: argparse.Namespace) -> None:
@@ -342,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("what", choices=("mistakes", "confusion", "activations"))
     inspect.add_argument("--image", type=int, help="the test image's index, for activations")
     inspect.set_defaults(handler=command_inspect)
+    predict = commands.add_parser("predict", parents=[common], help="classify image files (PNG/JPEG) with a run, as the Draw page does")
+    predict.add_argument("--run", type=int, required=True)
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.set_defaults(handler=command_predict)
 
     cancel = commands.add_parser("cancel", parents=[common], help="cancel a queued or running run")
     cancel.add_argument("id", type=int)

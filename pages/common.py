@@ -13,6 +13,10 @@ Session-state keys (one place to look them up):
 - "link_error": a `builder_state.LoadError` for a broken ?net= link, until the Build page shows it
 - "settings": the Train page's TrainSettings as a dict
 - "settings_preset": the preset "settings" were filled from; when "preset" changes, Train refills them
+- "drawing": the latest 28×28 uint8 image (white ink on black, MNIST's format) the Draw page
+  classified, set on every prediction, for the pages that inspect or attack a drawing
+- "draw.canvas…": the Draw page's canvas (the component's own value, its strokes, and the
+  initial drawing that clear and undo reload; see pages/canvas_widget.py)
 """
 
 from __future__ import annotations

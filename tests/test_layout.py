@@ -1,5 +1,5 @@
 """The package layout the design card fixes: `core/` knows nothing of Streamlit, its sub-packages
-import one way (views → jobs → probes → training → model → data), and the modules the CLI's quick
+import one way (views → jobs → drawing, probes → training → model → data), and the modules the CLI's quick
 commands need import no torch."""
 
 import ast
@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "core"
 # Lower layers first: a package may import only from packages further down this list.
-LAYERS = ("data", "model", "training", "probes", "jobs", "views")
+LAYERS = ("data", "model", "training", "probes", "drawing", "jobs", "views")
 # What `runs list/show`, `cancel`, `resume` and `presets` load: they must answer without torch.
 TORCH_FREE = (
     "core.cli",
@@ -88,7 +88,7 @@ def test_pages_import_only_views_and_what_they_render():
     for path in sorted((ROOT / "pages").glob("*.py")):
         for name in imported_core_modules(path):
             parts = name.split(".")
-            assert len(parts) < 2 or parts[1] in ("views", "jobs", "probes", "training", "model"), f"{path.name} imports {name}"
+            assert len(parts) < 2 or parts[1] in ("views", "jobs", "probes", "drawing", "training", "model"), f"{path.name} imports {name}"
             assert not name.startswith(("core.training.loop", "core.jobs.scheduler", "core.jobs.worker", "core.jobs.runner")), (
                 f"{path.name} imports {name}"
             )
