@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from core.jobs import runner
 from core.jobs.store import RunStore
-from core.training import checkpoint
 from core.training.presets import get as get_preset
 
 PRESET = "fast"
@@ -20,11 +19,3 @@ def train_run(store: RunStore, name: str = "inspect", seed: int = 0, epochs: int
     run_id = store.create(preset.network, settings.to_dict(), name=name, owner="tests")
     assert runner.execute(store, run_id) == "succeeded", store.get(run_id).message
     return run_id
-
-
-def write_initial_checkpoint(store: RunStore, run_id: int) -> None:
-    """An epoch-0 checkpoint (the initial weights, as the engine's recording writes it): the run's network rebuilt with its seed."""
-    from core.model import network as networks
-
-    _, spec, settings = checkpoint.load(store.best_checkpoint_path(run_id))
-    checkpoint.save(store.epoch_checkpoint_path(run_id, 0), networks.build(spec, settings.dataset, seed=settings.seed), spec, settings)
