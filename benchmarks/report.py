@@ -144,7 +144,7 @@ def _pages(result: dict) -> list[str]:
         "## Page render time",
         "",
         "First load of each page with a finished run selected, until its title and main content (the diagram, the",
-        "run's curves, the runs table) are visible, in headless Chromium. *From the sidebar*: the app is open on another",
+        "run's curves, the runs table, the Inspect page's filter images) are visible, in headless Chromium. *From the sidebar*: the app is open on another",
         "page and the person clicks this page's link for the first time. *Fresh browser*: a new browser context with an",
         "empty cache opens the page's address, so Streamlit's JavaScript is downloaded and parsed too. Medians of the",
         f"repeats. Target: ≤ {PAGE_MAXIMUM_SECONDS:g} s, both ways.",
