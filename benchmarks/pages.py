@@ -26,6 +26,8 @@ PAGES = {
     "Build": ("", "build.title", "[data-testid=stMain] .js-plotly-plot .main-svg", "Runs"),
     "Train": ("train", "train.title", "[data-testid=stMain] .js-plotly-plot .main-svg", "Runs"),
     "Runs": ("runs", "runs.title", "[data-testid=stMain] [data-testid=stDataFrame]", "Build"),
+    # Its first view, Filters: the run's first weight layer drawn as images (loading the model and the dataset first).
+    "Inspect": ("inspect", "inspect.title", "[data-testid=stMain] .js-plotly-plot .main-svg", "Runs"),
 }
 
 

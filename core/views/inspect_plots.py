@@ -103,7 +103,9 @@ def confusion(matrix: np.ndarray, class_names: list[str], language: str = "en") 
     """The confusion matrix as a heat map (rows true, columns predicted), with one clickable point per cell.
 
     Plotly cannot select heat-map cells, so an invisible marker sits on each cell: clicking it
-    selects that point, and the page reads its `customdata` (true class, prediction).
+    selects that point, and the page reads its `customdata` (true class, prediction). The
+    customdata goes as plain lists: a NumPy array would travel as a typed array, whose rows
+    reach the page's selection as {"0": …, "1": …} objects instead of lists.
     """
     true_label, predicted_label = translate(language, "inspect.plot.true"), translate(language, "inspect.plot.predicted")
     size = len(class_names)
@@ -118,15 +120,17 @@ def confusion(matrix: np.ndarray, class_names: list[str], language: str = "en") 
     figure.add_trace(
         go.Scatter(
             x=[class_names[column] for column in predictions], y=[class_names[row] for row in trues], mode="markers",
-            customdata=np.stack([trues, predictions, matrix.reshape(-1)], axis=1),
+            customdata=np.stack([trues, predictions, matrix.reshape(-1)], axis=1).tolist(),
             marker={"symbol": "square", "size": 30, "color": "rgba(0,0,0,0)"}, selected={"marker": {"color": "rgba(220,38,38,0.25)"}},
             unselected={"marker": {"opacity": 1}}, showlegend=False,
             hovertemplate=f"{true_label} %{{y}}, {predicted_label} %{{x}}: %{{customdata[2]}}<extra></extra>",
         )
     )  # fmt: skip
     figure.update_layout(
-        height=480, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis={"title": predicted_label, "type": "category", "side": "top"},
-        yaxis={"title": true_label, "type": "category", "autorange": "reversed", "scaleanchor": "x"}, clickmode="event+select", dragmode=False,
+        height=480, margin={"l": 10, "r": 10, "t": 10, "b": 10}, clickmode="event+select", dragmode=False,
+        # The square cells shrink the axes' domain rather than pad their range, so no grid line sticks out.
+        xaxis={"title": predicted_label, "type": "category", "side": "top", "constrain": "domain", "showgrid": False},
+        yaxis={"title": true_label, "type": "category", "autorange": "reversed", "scaleanchor": "x", "constrain": "domain", "showgrid": False},
     )  # fmt: skip
     return figure
 
