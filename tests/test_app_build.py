@@ -47,8 +47,13 @@ def layers(at: AppTest) -> list[dict]:
 
 
 def load_preset(at: AppTest, name: str) -> AppTest:
-    at.selectbox(key="build_start").set_value(name)
-    return button(at, "Load").click().run()
+    """Choosing a preset loads it: no separate Load click (issue 8)."""
+    return at.selectbox(key="build_start").set_value(name).run()
+
+
+def add_kind_box(at: AppTest):
+    """The "Add layer" kind selectbox; its key names the kind it offers first."""
+    return next(box for box in at.selectbox if str(box.key).startswith("build_add_kind"))
 
 
 def test_build_page_loads_with_the_default_network(app):
@@ -104,7 +109,7 @@ def test_a_kernel_too_big_for_its_input_keeps_the_valid_rows(app):
 
 def test_add_move_and_remove_layers(app):
     load_preset(app.run(), "nielsen-1-shallow")
-    app.selectbox(key="build_add_kind").set_value("dropout")
+    add_kind_box(app).set_value("dropout")
     button(app, "Add layer").click().run()
     assert [layer["kind"] for layer in layers(app)] == ["dense", "dropout", "output"]
     dropout = layers(app)[1]["uid"]
