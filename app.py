@@ -4,13 +4,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.common import init_state, keep_in_url, save_draft, sidebar, t
+from pages.common import init_state, save_draft, sidebar, t
 
 st.set_page_config(page_title="LayerLab", page_icon="🧠", layout="wide")
 # Layout rules for projector-sized windows (1024×768): labels that break only between words, wider selects.
 st.html(f"<style>{(Path(__file__).parent / 'assets' / 'style.css').read_text(encoding='utf-8')}</style>")
-init_state()
-keep_in_url()
+init_state()  # every page then keeps language, name and draft in the address (pages.common.require_frame)
 navigation = st.navigation(
     [
         st.Page("pages/build.py", title=t("nav.build"), icon="🧱", default=True),

@@ -13,7 +13,7 @@ from core.model import vocabulary
 from core.training import presets
 from core.views import builder_state as builder
 from core.views.plots import network_diagram
-from pages.common import DEFAULT_PRESET, guide, language, require_frame, t
+from pages.common import DEFAULT_PRESET, guide, language, require_frame, save_draft, t
 
 require_frame()
 
@@ -300,3 +300,4 @@ save_load_share(network)
 # Like TensorFlow Playground, the address bar always holds the network, so a reload keeps it.
 if st.query_params.get("net") != (link := builder.encode_link(network)):
     st.query_params["net"] = link
+save_draft()

@@ -53,6 +53,7 @@ def require_frame() -> None:
     went through the frame first, so there the page goes on with the state they made.)
     """
     if "language" in st.session_state:
+        keep_in_url()
         return
     folder = Path(__file__).resolve().parent
     st.navigation([st.Page(path) for path in sorted(folder.glob("*.py")) if path.name != "__init__.py"], position="hidden")
@@ -121,7 +122,11 @@ def keep_in_url() -> None:
 
 
 def save_draft() -> None:
-    """Save what this session edits under its draft key, when it changed since the last save."""
+    """Save what this session edits under its draft key, when it changed since the last save.
+
+    app.py calls it after every page; the pages that edit call it at their end too, so that a
+    page run on its own (as AppTest runs every rerun after a session's first) saves as well.
+    """
     draft = {name: st.session_state[name] for name in DRAFT_KEYS if name in st.session_state}
     try:
         text = json.dumps(draft, sort_keys=True, ensure_ascii=False)
@@ -221,8 +226,9 @@ def sidebar() -> None:
         if not owner.strip():
             st.caption(t("sidebar.owner_prompt"))
         if owner != st.session_state.owner:
+            # The page's keep_in_url puts it in the address: a query-string write made here, between
+            # st.navigation and the page, does not reach the browser's address bar.
             st.session_state.owner = owner.strip()
-            st.query_params["owner"] = st.session_state.owner
         run_id = st.session_state.selected_run
         st.caption(f"{t('sidebar.selected_run')}: #{run_id}" if run_id else t("sidebar.no_run"))
         st.caption(t("sidebar.device", device=device_label()))

@@ -11,7 +11,7 @@ from core.training.presets import get as get_preset
 from core.training.settings import SettingsError
 from core.views import builder_state, plots, run_views, train_form
 from pages import run_widgets
-from pages.common import device_label, language, require_frame, select_run, service, t
+from pages.common import device_label, language, require_frame, save_draft, select_run, service, t
 
 require_frame()
 
@@ -244,3 +244,4 @@ with live_column:
         except RunNotFound:
             polling = False
         st.fragment(run_every=1.0 if polling else None)(live_view)(run_id, polling)
+save_draft()

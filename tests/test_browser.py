@@ -189,7 +189,7 @@ def test_build_train_watch_korean_runs(server, browser):
 
 
 def journey(page, url: str, store: RunStore) -> None:
-    # Build: open the app, choose the preset in "Start from" and press Load.
+    # Build: open the app and choose the preset in "Start from", which loads it (no Load button since issue 8).
     page.goto(url)
     wait_for("the Build page", lambda: page.locator("h1", has_text=en("build.title")).count() > 0, PAGE_DEADLINE)
     wait_idle(page)
@@ -199,7 +199,6 @@ def journey(page, url: str, store: RunStore) -> None:
     start.locator("input").click()
     start.locator("input").fill(en(f"build.preset.{PRESET}.title")[:12])
     page.get_by_role("option", name=en(f"build.preset.{PRESET}.title")).click()
-    page.get_by_role("button", name=en("build.load_preset"), exact=True).click()
     total = en("build.total_parameters")
     wait_for(f"the {PRESET} preset's {expected:,} parameters", lambda: metric_value(page, total) == f"{expected:,}", 30)
     wait_idle(page)
