@@ -36,9 +36,9 @@ browser:
 	  else echo "Install chromium and fonts-noto-cjk to run the browser tests."; fi; \
 	fi
 
-# The browser test saves its screenshots in bench-out/screenshots/; this copies them into docs/.
+# The browser tests save their screenshots in bench-out/screenshots/; this copies them into docs/.
 screenshots: $(STAMP) data browser
-	LAYERLAB_SCREENSHOTS=$(CURDIR)/bench-out/screenshots $(PYTHON) -m pytest -q tests/test_browser.py
+	LAYERLAB_SCREENSHOTS=$(CURDIR)/bench-out/screenshots $(PYTHON) -m pytest -q tests/test_browser.py tests/test_browser_layout.py
 	cp bench-out/screenshots/*.png docs/screenshots/
 
 data: $(STAMP) system-packages

@@ -129,7 +129,7 @@ def layer_cards(work: dict, checked: builder.Checked) -> None:
     if not work["layers"]:
         st.info(t("build.empty_hint"))
     for index, layer in enumerate(work["layers"]):
-        with st.container(border=True, key=f"layer-card-{layer['uid']}"):  # the key is style.css's hook
+        with st.container(border=True):
             layer_card(index, layer, len(work["layers"]), checked)
     add_layer_row(work)
 
@@ -146,11 +146,12 @@ def layer_card(index: int, layer: dict, count: int, checked: builder.Checked) ->
         st.button(":material/delete:", key=f"build-{uid}-remove", help=t("build.remove"), type="tertiary",
                   on_click=edit_layers, args=(builder.remove_layer, uid))
     fields = list(vocabulary.LAYER_FIELDS[layer["kind"]].items())
-    # Rows of three, in reading order; style.css lets a row wrap to two when the card is narrow.
-    for start in range(0, len(fields), 3):
-        for column, (name, field) in zip(st.columns(3), fields[start : start + 3]):
-            with column:
-                field_widget(layer, name, field)
+    # Rows of three, in reading order; style.css (through the key) lets a row wrap to two when the card is narrow.
+    with st.container(key=f"layer-fields-{uid}"):
+        for start in range(0, len(fields), 3):
+            for column, (name, field) in zip(st.columns(3), fields[start : start + 3]):
+                with column:
+                    field_widget(layer, name, field)
     layer_note(index, layer, checked)
 
 

@@ -13,6 +13,7 @@ About a minute on a 2-core CPU. Run it alone with `.venv/bin/python -m pytest te
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -186,22 +187,25 @@ def test_a_refresh_keeps_language_name_network_and_settings(server, browser):
         wait_for("the name in the address", lambda: "owner=" in page.evaluate("location.href"), 20)
         wait_idle(page)
         set_number(page, ko("build.field.filters"), 7)
+        # Wait for the server to have it: a page switch drops the widget values of a rerun it interrupts.
+        wait_for("the edit in the draft", lambda: saved_draft(server["runs"]).get("network", {}).get("layers", [{}])[0].get("filters") == 7, 20)
         page.locator("[data-testid=stSidebarNav] a", has_text=ko("nav.train")).click()
         wait_for("the Train page", lambda: page.locator("h1", has_text=ko("train.title")).count() > 0, PAGE_DEADLINE)
         wait_idle(page)
         set_number(page, ko("train.field.epochs"), 5)
-        time.sleep(0.5)
+        wait_for("the setting in the draft", lambda: saved_draft(server["runs"]).get("settings", {}).get("epochs") == 5, 20)
         page.reload()  # F5
         wait_for("the Korean Train page after the refresh", lambda: page.locator("h1", has_text=ko("train.title")).count() > 0, PAGE_DEADLINE)
         wait_idle(page)
-        assert page.locator("[data-testid=stSidebar] input[type=text]").first.input_value() == "민지"
-        assert number_value(page, ko("train.field.epochs")) == "5"
+        owner = page.locator("[data-testid=stSidebar] input[type=text]").first
+        wait_for("the name back in the sidebar", lambda: owner.input_value() == "민지", 20)
+        wait_for("5 epochs back on Train", lambda: number_value(page, ko("train.field.epochs")) == "5", 20)
         main = page.locator("[data-testid=stMain]")
         wait_for("the edited network (7 feature maps) as the one to train", lambda: "7 × 5×5" in main.inner_text(), 20)
         page.locator("[data-testid=stSidebarNav] a", has_text=ko("nav.build")).click()
         wait_for("the Build page", lambda: page.locator("h1", has_text=ko("build.title")).count() > 0, PAGE_DEADLINE)
         wait_idle(page)
-        assert number_value(page, ko("build.field.filters")) == "7"
+        wait_for("7 feature maps back on Build", lambda: number_value(page, ko("build.field.filters")) == "7", 20)
     finally:
         context.close()
 
@@ -222,6 +226,12 @@ def test_the_runs_table_refreshes_itself_while_runs_are_active(server, browser):
     finally:
         context.close()
         store.delete(run_id)
+
+
+def saved_draft(runs: Path) -> dict:
+    """The most recently written draft: while this test runs, its browser is the only one editing."""
+    found = sorted((runs / "drafts").glob("*.json"), key=lambda path: path.stat().st_mtime)
+    return json.loads(found[-1].read_text(encoding="utf-8")) if found else {}
 
 
 def set_number(page, label: str, value: int) -> None:
