@@ -54,12 +54,6 @@ def test_eta_before_any_epoch_is_the_remaining_images_at_the_current_speed_and_a
     assert run_views.eta_seconds(progress(), {"batch_size": 10}, []) == pytest.approx(1.5 + 2 * GUESSED_EVALUATION)
 
 
-def test_eta_before_any_epoch_uses_the_elapsed_wall_time_when_it_is_slower():
-    # 50 steps of 10 images took 2 s of wall time since the start (start-up included): 250 images/s, not 1,000.
-    eta = run_views.eta_seconds(progress(), {"batch_size": 10}, [], elapsed=2.0)
-    assert eta == pytest.approx(150 * 10 / 250 + 2 * run_views.EVALUATION_IMAGES / (run_views.EVALUATION_SPEEDUP * 250))
-
-
 def test_eta_adds_one_evaluation_per_remaining_epoch_end():
     # Epoch 1 took 3 s, of which 100 steps × 10 images at 1,000 images/s were training: 2 s were evaluation.
     history = [metrics_row(1, seconds=3.0)]
@@ -103,10 +97,10 @@ def simulated_updates(epoch_seconds=50.0, evaluation_share=0.7, steps=100, epoch
     return updates, now
 
 
-def shown_times(updates, batch_size=64, started=0.0):
+def shown_times(updates, batch_size=64):
     state, shown = None, []
     for now, update, history in updates:
-        raw = run_views.eta_seconds(update, {"batch_size": batch_size}, history, elapsed=(now - started + 3.0) if not history else None)
+        raw = run_views.eta_seconds(update, {"batch_size": batch_size}, history)
         state = run_views.smooth_eta(state, 7, raw, now)
         shown.append((now, state["eta"]))
     return shown
@@ -127,7 +121,7 @@ def test_the_first_estimate_includes_evaluation_time():
     # Half-way through a one-epoch run: the training left plus an evaluation, within 1.5 × of the truth (not 8:53 for 50 s).
     updates, finish = simulated_updates(epochs=1)
     now, update, history = updates[len(updates) // 2]
-    raw = run_views.eta_seconds(update, {"batch_size": 64}, history, elapsed=now)
+    raw = run_views.eta_seconds(update, {"batch_size": 64}, history)
     training_left = 50.0 - now
     assert training_left < raw <= (finish - now) * 1.5
 

@@ -69,14 +69,15 @@ ETA_SMOOTHING = 0.3
 ETA_MAX_RISE = 1.1
 
 
-def eta_seconds(progress: dict, settings: dict, metrics: list[dict], elapsed: float | None = None) -> float | None:
+def eta_seconds(progress: dict, settings: dict, metrics: list[dict]) -> float | None:
     """Seconds left: the remaining training steps plus one evaluation per remaining epoch end.
 
     Once an epoch has finished, both come from the finished epochs (their mean training speed
-    and the mean time their evaluation took), which the start of a new epoch cannot disturb.
-    Before that, the speed is the run's so far, from its `elapsed` wall time when given
-    (start-up included, so the estimate only falls as the run goes), and the evaluation is
-    guessed from that speed: EVALUATION_IMAGES forward passes at EVALUATION_SPEEDUP times it.
+    and the mean time their evaluation took, from their measured wall time), which the slow
+    first steps of a new epoch cannot disturb. Before that, the speed is the one the epoch in
+    progress reports (measured from the epoch's start, so the worker's start-up and data
+    loading do not count, which made the first estimate many times too long), and each
+    evaluation is guessed from it: EVALUATION_IMAGES forward passes at EVALUATION_SPEEDUP times it.
     """
     steps_per_epoch = progress.get("steps_per_epoch")
     if not steps_per_epoch:
@@ -88,8 +89,6 @@ def eta_seconds(progress: dict, settings: dict, metrics: list[dict], elapsed: fl
         evaluation = evaluation_seconds(metrics, batch_size, steps_per_epoch)
     else:
         speed = progress.get("images_per_second") or 0.0
-        if elapsed and elapsed > 0 and progress.get("global_step"):
-            speed = min(speed, progress["global_step"] * batch_size / elapsed) if speed > 0 else 0.0
         evaluation = EVALUATION_IMAGES / (EVALUATION_SPEEDUP * speed) if speed > 0 else 0.0
     if speed <= 0:
         return None
@@ -116,13 +115,12 @@ def smooth_eta(previous: dict | None, run_id: int, estimate: float | None, now: 
     return {"run": run_id, "eta": max(0.0, value), "at": now}
 
 
-def progress_view(run: Run, now: float | None = None) -> ProgressView | None:
+def progress_view(run: Run) -> ProgressView | None:
     """The run's latest progress with its ETA; None before its first step was reported."""
     progress = run.progress
     if not progress or not progress.get("steps_per_epoch"):
         return None
     total = total_steps(progress, run.settings)
-    elapsed = (now or time.time()) - run.started_at if run.started_at and not run.metrics else None
     return ProgressView(
         fraction=min(1.0, progress["global_step"] / total) if total else 0.0,
         epoch=progress["epoch"],
@@ -130,7 +128,7 @@ def progress_view(run: Run, now: float | None = None) -> ProgressView | None:
         step=progress["step"],
         steps_per_epoch=progress["steps_per_epoch"],
         images_per_second=progress["images_per_second"],
-        eta_seconds=eta_seconds(progress, run.settings, run.metrics, elapsed),
+        eta_seconds=eta_seconds(progress, run.settings, run.metrics),
     )
 
 
