@@ -292,7 +292,7 @@ def journey(page, url: str, store: RunStore) -> None:
     cells = table_cells(page)
     # The grid's accessible cells hold the numbers without the column's % format.
     accuracies = [cell.rstrip("%") for cell in cells[3:5]]
-    assert cells[:3] == [str(run.id), PRESET, en("common.status.succeeded")], cells
+    assert cells[:3] == [str(run.id), f"{PRESET} #1", en("common.status.succeeded")], cells  # a distinct default name
     assert accuracies == [run_views.percent(run.best_validation_accuracy)[:-1], run_views.percent(run.test_accuracy)[:-1]], cells
     assert curve_points(page) == EPOCHS
     wait_for("the run's figures below the curves", lambda: metric_value(page, test_label) == run_views.percent(run.test_accuracy), 20)
