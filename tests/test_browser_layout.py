@@ -14,6 +14,7 @@ About a minute on a 2-core CPU. Run it alone with `.venv/bin/python -m pytest te
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -32,12 +33,12 @@ SIZES = {"1024x768": {"width": 1024, "height": 768}, "1400x1000": {"width": 1400
 PAGES = {"build": "", "train": "train", "runs": "runs"}
 TITLES = {"build": "build.title", "train": "train.title", "runs": "runs.title"}
 
-# For every widget label: the characters at which the browser started a new line, with the characters
-# either side. A text node's line boxes are found with a Range over each character and getClientRects().
-LINE_BREAKS_IN_LABELS = """
-() => {
+# For every element the selector finds: the characters at which the browser started a new line, with the
+# characters either side. A text node's line boxes are found with a Range over each character and getClientRects().
+LINE_BREAKS = """
+selector => {
   const breaks = [];
-  for (const label of document.querySelectorAll('[data-testid=stMain] [data-testid=stWidgetLabel]')) {
+  for (const label of document.querySelectorAll(selector)) {
     const walker = document.createTreeWalker(label, NodeFilter.SHOW_TEXT);
     for (let node = walker.nextNode(); node; node = walker.nextNode()) {
       const text = node.textContent;
@@ -127,10 +128,18 @@ def select_first_run(page) -> None:
     page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)  # the first row's selection box (rows are 35 px high)
 
 
+HANGUL = re.compile("[\uac00-\ud7a3]")
+TEXTS = "[data-testid=stMarkdownContainer], [data-testid=stCaptionContainer], [data-testid=stAlertContainer]"
+
+
 def check_layout(page, where: str) -> None:
-    breaks = page.evaluate(LINE_BREAKS_IN_LABELS)
+    breaks = page.evaluate(LINE_BREAKS, "[data-testid=stMain] [data-testid=stWidgetLabel]")
     inside_words = [item for item in breaks if not item["before"].isspace() and not item["after"].isspace()]
     assert not inside_words, f"{where}: labels broken inside a word: {inside_words}"
+    # Captions, texts and messages, in the sidebar too: a Korean word is never split between lines.
+    breaks = page.evaluate(LINE_BREAKS, TEXTS)
+    inside_korean = [item for item in breaks if HANGUL.match(item["before"]) and HANGUL.match(item["after"])]
+    assert not inside_korean, f"{where}: Korean words broken across lines: {inside_korean}"
     cut = page.evaluate(CUT_TEXTS)
     assert not cut, f"{where}: cut texts: {cut}"
 
