@@ -1,11 +1,15 @@
 """LayerLab's entry point: page config, initial state, the sidebar and navigation. Nothing else."""
 
+from pathlib import Path
+
 import streamlit as st
 
-from pages.common import init_state, sidebar, t
+from pages.common import init_state, save_draft, sidebar, t
 
 st.set_page_config(page_title="LayerLab", page_icon="🧠", layout="wide")
-init_state()
+# Layout rules for projector-sized windows (1024×768): labels that break only between words, wider selects.
+st.html(f"<style>{(Path(__file__).parent / 'assets' / 'style.css').read_text(encoding='utf-8')}</style>")
+init_state()  # every page then keeps language, name and draft in the address (pages.common.require_frame)
 navigation = st.navigation(
     [
         st.Page("pages/build.py", title=t("nav.build"), icon="🧱", default=True),
@@ -16,4 +20,8 @@ navigation = st.navigation(
     ]
 )
 sidebar()
-navigation.run()
+try:
+    navigation.run()
+finally:
+    # Also after st.stop() or a rerun a page asked for: whatever was edited up to there is kept.
+    save_draft()

@@ -13,7 +13,7 @@ from core.model import vocabulary
 from core.training import presets
 from core.views import builder_state as builder
 from core.views.plots import network_diagram
-from pages.common import DEFAULT_PRESET, language, require_frame, t
+from pages.common import DEFAULT_PRESET, guide, language, require_frame, save_draft, t
 
 require_frame()
 
@@ -102,20 +102,23 @@ def preset_text(name: str, part: str) -> str:
 # ----------------------------------------------------------------------------- sections
 
 
-def start_row() -> None:
+def start_row(network: dict) -> None:
+    """Choosing a preset loads it at once; its caption shows only while the network is still that preset's."""
     names = [EMPTY, *presets.all_presets()]
     current = st.session_state.get("preset")
-    choose, load = st.columns([4, 1], vertical_alignment="bottom")
     # Labels are computed now: format_func may be called outside this run (AppTest does).
     labels = {name: preset_text(name, "title") if name else t("build.empty_network") for name in names}
-    choose.selectbox(
+    st.selectbox(
         t("build.start_from"), names, index=names.index(current) if current in names else None, key="build_start",
-        format_func=labels.get, placeholder=t("build.choose_preset"),
+        format_func=labels.get, placeholder=t("build.choose_preset"), on_change=load_preset,
     )
-    load.button(t("build.load_preset"), on_click=load_preset, type="primary", width="stretch")
-    if current in presets.all_presets():
-        preset = presets.get(current)
-        st.caption(f"**{preset_text(current, 'title')}** — {preset_text(current, 'description')}  \n{t('build.preset_source', source=preset.source)}")
+    if unedited := builder.unedited_preset(network, current):
+        preset = presets.get(unedited)
+        st.caption(f"**{preset_text(unedited, 'title')}** — {preset_text(unedited, 'description')}  \n{t('build.preset_source', source=preset.source)}")
+    elif current in presets.all_presets():
+        edited, again = st.columns([3, 1], vertical_alignment="center")
+        edited.caption(t("build.preset_edited", preset=preset_text(current, "title")))
+        again.button(t("build.reload_preset"), key="build_reload", on_click=load_preset, type="tertiary", icon=":material/undo:")
 
 
 def layer_cards(work: dict, checked: builder.Checked) -> None:
@@ -142,11 +145,13 @@ def layer_card(index: int, layer: dict, count: int, checked: builder.Checked) ->
                   disabled=index == count - 1, on_click=edit_layers, args=(builder.move_layer, uid, 1))
         st.button(":material/delete:", key=f"build-{uid}-remove", help=t("build.remove"), type="tertiary",
                   on_click=edit_layers, args=(builder.remove_layer, uid))
-    fields = vocabulary.LAYER_FIELDS[layer["kind"]]
-    if fields:
-        for column, (name, field) in zip(st.columns(3) * 2, fields.items()):
-            with column:
-                field_widget(layer, name, field)
+    fields = list(vocabulary.LAYER_FIELDS[layer["kind"]].items())
+    # Rows of three, in reading order; style.css (through the key) lets a row wrap to two when the card is narrow.
+    with st.container(key=f"layer-fields-{uid}"):
+        for start in range(0, len(fields), 3):
+            for column, (name, field) in zip(st.columns(3), fields[start : start + 3]):
+                with column:
+                    field_widget(layer, name, field)
     layer_note(index, layer, checked)
 
 
@@ -176,13 +181,17 @@ def layer_note(index: int, layer: dict, checked: builder.Checked) -> None:
 
 
 def add_layer_row(work: dict) -> None:
+    """The kind offered first is the one that fits before the output (dense in an MLP, conv after an image layer)."""
     kinds = list(vocabulary.LAYER_FIELDS)
+    fitting = builder.fitting_kind(work["layers"])
     choose, add = st.columns([2, 1], vertical_alignment="bottom")
     labels = {kind: kind_name(kind) for kind in kinds}
-    choose.selectbox(t("build.add_kind"), kinds, index=kinds.index("dense"), format_func=labels.get, key="build_add_kind")
+    # The key names the fitting kind, so the offer follows the network while the learner has not chosen otherwise.
+    key = f"build_add_kind-{fitting}"
+    choose.selectbox(t("build.add_kind"), kinds, index=kinds.index(fitting), format_func=labels.get, key=key)
     full = len(work["layers"]) >= vocabulary.MAX_LAYERS
     add.button(t("build.add_layer"), icon="➕", disabled=full, width="stretch",
-               on_click=lambda: edit_layers(builder.insert_layer, st.session_state.build_add_kind))
+               on_click=lambda: edit_layers(builder.insert_layer, st.session_state[key]))
     if full:
         st.caption(t("build.max_layers", count=vocabulary.MAX_LAYERS))
 
@@ -246,7 +255,8 @@ def save_load_share(network: dict) -> None:
     st.subheader(t("build.save_share_heading"))
     save, load, share = st.columns(3, gap="large")
     with save:
-        name = st.session_state.get("preset") or "network"
+        # An edited preset is no longer the preset: its file must not claim the name.
+        name = builder.unedited_preset(network, st.session_state.get("preset")) or "network"
         st.download_button(t("build.save"), builder.spec_to_json(network), file_name=f"{name}.json", mime="application/json",
                            on_click="ignore", icon="💾")
         st.caption(t("build.save_help"))
@@ -272,13 +282,16 @@ def show_link_error() -> None:
 
 st.title(t("build.title"))
 st.caption(t("build.intro"))
+guide()
 show_link_error()
 work = working_copy()
 network = builder.to_spec(work)
 st.session_state.network = network
 checked = builder.check(network)
-start_row()
-editor, overview = st.columns([11, 9], gap="large")
+start_row(network)
+# The keyed container lets style.css stack the two panels when the window is too narrow for both.
+with st.container(key="build_panels"):
+    editor, overview = st.columns([11, 9], gap="large")
 with editor:
     layer_cards(work, checked)
 with overview:
@@ -288,3 +301,4 @@ save_load_share(network)
 # Like TensorFlow Playground, the address bar always holds the network, so a reload keeps it.
 if st.query_params.get("net") != (link := builder.encode_link(network)):
     st.query_params["net"] = link
+save_draft()

@@ -17,10 +17,15 @@ Session-state keys (one place to look them up):
   classified, set on every prediction, for the pages that inspect or attack a drawing
 - "draw.canvas…": the Draw page's canvas (the component's own value, its strokes, and the
   initial drawing that clear and undo reload; see pages/canvas_widget.py)
+- "draft_key": this browser's draft (also in the URL as ?draft=); "network", "preset", "settings",
+  "settings_preset", "guide_dismissed", "language" and "owner" are saved under it (core/views/drafts.py)
+  after every run, so a refresh or a server restart brings them back
+- "guide_dismissed": True once the first-visit guide was closed
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -31,7 +36,10 @@ from core.jobs.store import RunStore
 from core.training import device as devices
 from core.training import presets
 from core.training.presets import DEFAULT_PRESET
-from core.views import builder_state, i18n, plots
+from core.views import builder_state, drafts, i18n, plots
+
+# What a draft keeps of a session, by session-state key.
+DRAFT_KEYS = ("language", "owner", "network", "preset", "settings", "settings_preset", "guide_dismissed")
 
 
 def require_frame() -> None:
@@ -49,6 +57,7 @@ def require_frame() -> None:
     went through the frame first, so there the page goes on with the state they made.)
     """
     if "language" in st.session_state:
+        keep_in_url()
         return
     folder = Path(__file__).resolve().parent
     st.navigation([st.Page(path) for path in sorted(folder.glob("*.py")) if path.name != "__init__.py"], position="hidden")
@@ -76,17 +85,64 @@ def device_label() -> str:
 
 
 def init_state() -> None:
-    """Fill session state from the URL on a session's first run."""
+    """Fill session state on a session's first run: from the URL, then from this browser's draft."""
+    if "draft_key" not in st.session_state:
+        key = st.query_params.get("draft", "")
+        st.session_state.draft_key = key if drafts.valid_key(key) else drafts.new_key()
+        draft = drafts.load(st.session_state.draft_key, service().store.directory)
+        for name in ("settings", "settings_preset", "guide_dismissed"):
+            if name in draft:
+                st.session_state[name] = draft[name]
+    else:
+        draft = {}
     if "language" not in st.session_state:
-        from_url = st.query_params.get("lang")
+        from_url = st.query_params.get("lang") or draft.get("language")
         locale = (getattr(st.context, "locale", None) or "").lower()
         st.session_state.language = from_url if from_url in i18n.LANGUAGES else ("ko" if locale.startswith("ko") else "en")
     if "owner" not in st.session_state:
-        st.session_state.owner = st.query_params.get("owner", "")
+        owner = st.query_params.get("owner", draft.get("owner", ""))
+        st.session_state.owner = owner.strip()[:40] if isinstance(owner, str) else ""
     if "selected_run" not in st.session_state:
         st.session_state.selected_run = run_from_url(st.query_params.get("run", ""))
     if "network" not in st.session_state:
-        init_network()
+        init_network(draft)
+
+
+def keep_in_url() -> None:
+    """Put language, name, draft key and selected run in the address on every page.
+
+    Streamlit drops the query string when the navigation switches pages, so a refresh on the
+    second page would otherwise start a new session in the browser's language with no name
+    and no draft. Each value is written only when it differs, since every write goes to the browser.
+    """
+    wanted = {"lang": language(), "draft": st.session_state.draft_key, "owner": st.session_state.owner}
+    if st.session_state.get("selected_run"):
+        wanted["run"] = str(st.session_state.selected_run)
+    for name, value in wanted.items():
+        if not value:
+            st.query_params.pop(name, None)
+        elif st.query_params.get(name) != value:
+            st.query_params[name] = value
+
+
+def save_draft() -> None:
+    """Save what this session edits under its draft key, when it changed since the last save.
+
+    app.py calls it after every page; the pages that edit call it at their end too, so that a
+    page run on its own (as AppTest runs every rerun after a session's first) saves as well.
+    """
+    draft = {name: st.session_state[name] for name in DRAFT_KEYS if name in st.session_state}
+    try:
+        text = json.dumps(draft, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):  # something not JSON crept in; the last good draft stays
+        return
+    if st.session_state.get("draft_saved") == text:
+        return
+    try:
+        if drafts.save(st.session_state.draft_key, draft, service().store.directory):
+            st.session_state.draft_saved = text
+    except OSError:  # a full or read-only runs folder: the session goes on, only a refresh forgets
+        pass
 
 
 # A run id in the URL: ASCII digits only (str.isdigit() also takes "²"), and no more than the
@@ -103,16 +159,26 @@ def run_from_url(text: str) -> int | None:
     return run_id if 1 <= run_id <= MAX_RUN_ID else None
 
 
-def init_network() -> None:
-    """The network a session starts with: the one in a shared link (?net=), else DEFAULT_PRESET."""
+def init_network(draft: dict) -> None:
+    """The network a session starts with: a shared link's (?net=), else the draft's, else DEFAULT_PRESET."""
     link = st.query_params.get("net")
+    saved = draft.get("network")
     if link:
         try:
-            st.session_state.network = builder_state.to_spec(builder_state.decode_link(link))
-            st.session_state.preset = None
+            network = builder_state.to_spec(builder_state.decode_link(link))
+            st.session_state.network = network
+            # The Build page keeps ?net= in the address: after a refresh it is the draft's own network and preset.
+            st.session_state.preset = draft.get("preset") if isinstance(saved, dict) and network == saved else None
             return
         except builder_state.LoadError as error:
             st.session_state.link_error = error
+    if isinstance(saved, dict):
+        try:
+            st.session_state.network = builder_state.to_spec(builder_state.check_editable(saved))
+            st.session_state.preset = draft.get("preset") if draft.get("preset") in presets.all_presets() else None
+            return
+        except builder_state.LoadError:
+            pass  # A draft from an older version that no longer loads: start over.
     st.session_state.network = builder_state.to_spec(builder_state.check_editable(presets.get(DEFAULT_PRESET).network))
     st.session_state.preset = DEFAULT_PRESET
 
@@ -137,6 +203,19 @@ def _choose_language() -> None:
             st.session_state[key] = st.session_state[key]
 
 
+def _dismiss_guide() -> None:
+    st.session_state.guide_dismissed = True
+
+
+def guide() -> None:
+    """The first-visit guide (Build → Train → look inside) until it is closed; the draft remembers that it was."""
+    if st.session_state.get("guide_dismissed"):
+        return
+    with st.container(border=True, key="guide"):
+        st.markdown(f"**{t('guide.title')}**\n\n{t('guide.steps')}")
+        st.button(t("guide.dismiss"), key="guide_dismiss", on_click=_dismiss_guide, icon=":material/check:")
+
+
 def sidebar() -> None:
     """Language switch, owner name, selected run and device; both choices are kept in the URL."""
     with st.sidebar:
@@ -146,10 +225,14 @@ def sidebar() -> None:
             t("sidebar.language"), codes, index=codes.index(language()), format_func=i18n.LANGUAGES.get, horizontal=True,
             key="language_choice", on_change=_choose_language,
         )
-        owner = st.text_input(t("sidebar.owner"), value=st.session_state.owner, help=t("sidebar.owner_help"), max_chars=40)
+        owner = st.text_input(t("sidebar.owner"), value=st.session_state.owner, help=t("sidebar.owner_help"), max_chars=40,
+                              placeholder=t("sidebar.owner_placeholder"))
+        if not owner.strip():
+            st.caption(t("sidebar.owner_prompt"))
         if owner != st.session_state.owner:
+            # The page's keep_in_url puts it in the address: a query-string write made here, between
+            # st.navigation and the page, does not reach the browser's address bar.
             st.session_state.owner = owner.strip()
-            st.query_params["owner"] = st.session_state.owner
         run_id = st.session_state.selected_run
         st.caption(f"{t('sidebar.selected_run')}: #{run_id}" if run_id else t("sidebar.no_run"))
         st.caption(t("sidebar.device", device=device_label()))

@@ -125,30 +125,41 @@ scope = st.radio(
     t("runs.show"), scopes, index=0 if st.session_state.owner else 1, format_func={s: t(f"runs.scope.{s}") for s in scopes}.get,
     horizontal=True, key="runs.scope",
 )  # fmt: skip
-runs = service().runs()
-if scope == "mine":
-    runs = run_views.owned_by(runs, st.session_state.owner)
-if not runs:
-    st.info(t("runs.empty"))
-    st.page_link("pages/train.py", label=t("runs.go_train"), icon="📈")
-    st.stop()
+ACTIVE = ("queued", "running")
 
-# The key changes with the set of runs, so a selection never silently moves to another run.
-table_key = f"runs.table.{zlib.crc32(','.join(str(run.id) for run in runs).encode()):08x}"
-disk_bytes = run_views.disk_use(service().store, runs)
-event = st.dataframe(
-    run_views.table_rows(runs, language(), disk_bytes=disk_bytes), key=table_key, on_select="rerun", selection_mode="multi-row", hide_index=True,
-    column_order=run_views.TABLE_COLUMNS, column_config=column_config(), placeholder="–",
-)  # fmt: skip
-st.caption(t("runs.disk_total", count=len(runs), size=run_views.format_bytes(sum(disk_bytes.values()))))
-selected = [runs[row] for row in event.selection.rows if row < len(runs)]
-if not selected:
-    st.caption(t("runs.select_hint"))
-    st.stop()
-series = [(f"#{run.id} {run.name}".strip(), service().store.metrics(run.id)) for run in selected]
-if any(metrics for _, metrics in series):
-    st.plotly_chart(plots.overlay_curves([item for item in series if item[1]], language()), key="runs.overlay")
-if len(selected) == 1:
-    details(selected[0])
-else:
-    st.caption(t("runs.one_to_open"))
+
+def runs_body(scope: str, polling: bool) -> None:
+    """The table and what the selection shows; while runs are active it redraws itself every two seconds."""
+    runs = service().runs()
+    active = any(run.status in ACTIVE for run in runs)
+    if polling and not active:
+        st.rerun()  # Once, so the page redraws without the timer.
+    if scope == "mine":
+        runs = run_views.owned_by(runs, st.session_state.owner)
+    if not runs:
+        st.info(t("runs.empty"))
+        st.page_link("pages/train.py", label=t("runs.go_train"), icon="📈")
+        return
+    # The key changes with the set of runs, so a selection never silently moves to another run.
+    table_key = f"runs.table.{zlib.crc32(','.join(str(run.id) for run in runs).encode()):08x}"
+    disk_bytes = run_views.disk_use(service().store, runs)
+    event = st.dataframe(
+        run_views.table_rows(runs, language(), disk_bytes=disk_bytes), key=table_key, on_select="rerun", selection_mode="multi-row",
+        hide_index=True, column_order=run_views.TABLE_COLUMNS, column_config=column_config(), placeholder="–",
+    )  # fmt: skip
+    st.caption(t("runs.disk_total", count=len(runs), size=run_views.format_bytes(sum(disk_bytes.values()))))
+    selected = [runs[row] for row in event.selection.rows if row < len(runs)]
+    if not selected:
+        st.caption(t("runs.select_hint"))
+        return
+    series = [(f"#{run.id} {run.name}".strip(), service().store.metrics(run.id)) for run in selected]
+    if any(metrics for _, metrics in series):
+        st.plotly_chart(plots.overlay_curves([item for item in series if item[1]], language()), key="runs.overlay")
+    if len(selected) == 1:
+        details(selected[0])
+    else:
+        st.caption(t("runs.one_to_open"))
+
+
+polling = any(run.status in ACTIVE for run in service().store.list(limit=100))
+st.fragment(run_every=2.0 if polling else None)(runs_body)(scope, polling)

@@ -1,5 +1,7 @@
 """Train: choose how to train the network from Build, start a background run and watch it live."""
 
+import time
+
 import streamlit as st
 
 from core.jobs.store import RunNotFound
@@ -9,7 +11,7 @@ from core.training.presets import get as get_preset
 from core.training.settings import SettingsError
 from core.views import builder_state, plots, run_views, train_form
 from pages import run_widgets
-from pages.common import language, require_frame, select_run, service, t
+from pages.common import device_label, language, require_frame, save_draft, select_run, service, t
 
 require_frame()
 
@@ -102,9 +104,12 @@ def live_view(run_id: int, polling: bool) -> None:
         st.info(t("train.queued", position=service().queue_position(run.id) or 1))
     view = run_views.progress_view(run)
     if run.status == "running":
+        # The time left is smoothed across the fragment's polls (see run_views.smooth_eta); the state lives in the session.
+        eta = run_views.smooth_eta(st.session_state.get("eta_state"), run.id, view and view.eta_seconds, time.time())
+        st.session_state.eta_state = eta
         text = t("train.starting") if view is None else t(
             "train.progress", epoch=view.epoch, epochs=view.epochs, step=view.step, steps=view.steps_per_epoch,
-            speed=f"{view.images_per_second:,.0f}", eta=run_views.format_duration(view.eta_seconds),
+            speed=f"{view.images_per_second:,.0f}", eta=run_views.format_duration(eta and eta["eta"]),
         )  # fmt: skip
         st.progress(view.fraction if view else 0.0, text=text)
     if run.status in ("queued", "running"):
@@ -139,6 +144,50 @@ def start(network: dict, values: dict, name: str) -> None:
     st.rerun()  # The sidebar and the live view show the new run, which the fragment now polls.
 
 
+@st.cache_resource(show_spinner=False)
+def matmul_rate() -> float:
+    """This server's matrix-multiply speed, measured once: the estimate's fallback before any run has finished."""
+    return train_form.matmul_rate()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def speed_samples(device: str) -> list:
+    """How fast finished runs on this server's device trained (refreshed every 30 s)."""
+    finished = [run for run in service().store.list(status="succeeded", limit=100) if run.device == device]
+    return train_form.speed_samples([service().store.get(run.id) for run in finished[:30]])
+
+
+def use_short_settings() -> None:
+    """Button callback: the short settings, written into the widgets' own state so they show at once."""
+    for name, value in train_form.SHORT_SETTINGS.items():
+        st.session_state[f"train.{name}"] = value
+        st.session_state.settings[name] = value
+
+
+def time_estimate(network: dict, values: dict) -> None:
+    """How long this run would take here, with a warning and the short settings when that is long."""
+    flops = train_form.network_flops(network, values["dataset"])
+    if not flops:
+        return
+    estimate = train_form.estimate_seconds(flops, values, speed_samples(device_label()), matmul_rate())
+    minutes = max(1, round(estimate.seconds / 60))
+    duration = t("train.minutes", count=minutes) if minutes < 90 else t("train.hours", hours=minutes // 60, minutes=minutes % 60)
+    if not estimate.long:
+        st.caption(t("train.estimate", time=duration, source=t(f"train.estimate_source.{estimate.source}")))
+        return
+    short = train_form.SHORT_SETTINGS
+    st.warning(t("train.estimate_long", time=duration, epochs=short["epochs"], batch_size=short["batch_size"],
+                 train_subset=f"{short['train_subset']:,}"), icon=":material/schedule:")
+    st.caption(t(f"train.estimate_source.{estimate.source}"))
+    st.button(t("train.use_short"), key="train_use_short", on_click=use_short_settings, icon=":material/bolt:")
+
+
+def default_name(preset: str | None) -> str:
+    """A name no earlier run has: the preset's (or "network") and the next free number, e.g. "fast #3"."""
+    base = preset or t("train.default_name_network")
+    return run_views.next_run_name(base, [run.name for run in service().store.list(limit=500)])
+
+
 def current_network() -> dict:
     """The plain spec to train: Build's (with any dropout edits made here), else the default preset's."""
     return builder_state.to_spec(st.session_state.get("network") or get_preset(DEFAULT_PRESET).network)
@@ -150,13 +199,17 @@ if st.session_state.get("settings") is None or st.session_state.get("settings_pr
     st.session_state.settings, st.session_state.settings_preset = train_form.default_settings(preset), preset
 values = {**train_form.default_settings(None), **st.session_state.settings}
 
-form_column, live_column = st.columns([2, 3], gap="large")
+# The keyed container lets style.css stack the form above the live view when the window is narrow.
+with st.container(key="train_panels"):
+    form_column, live_column = st.columns([2, 3], gap="large")
 with form_column:
     summary = st.empty()  # filled once the dataset is known, like the actions below the network line
     if not st.session_state.get("network"):
         st.caption(t("train.default_network"))
         st.page_link("pages/build.py", label=t("train.edit_on_build"), icon="🧱")
-    if figure := train_form.book_figure(preset):
+    # The book's figure is for the book's network: not for one edited on Build.
+    unedited = builder_state.unedited_preset(current_network(), preset)
+    if figure := train_form.book_figure(unedited):
         st.caption(t("train.book_figure", accuracy=f"{figure[0]:.2f}", epochs=figure[1]))
     actions = st.container()  # Train sits above the long form, next to the live view it starts.
     values, slots = settings_form(values, current_network())
@@ -170,11 +223,14 @@ with form_column:
     with actions:
         if problem or error:
             st.error(problem or t("train.invalid", field=t(f"train.field.{error.field_name}"), message=error))
-        name = st.text_input(t("train.run_name"), key="train.name", placeholder=preset or "", max_chars=80)
+        else:
+            time_estimate(network, values)
+        suggested = default_name(unedited)
+        name = st.text_input(t("train.run_name"), key="train.name", placeholder=suggested, max_chars=80)
         start_column, reset_column = st.columns(2)
         blocked = bool(error or problem)
         if start_column.button(t("train.start"), type="primary", key="train.submit", disabled=blocked, icon="🚀", width="stretch"):
-            start(network, values, name.strip() or preset or "")
+            start(network, values, name.strip() or suggested)
         reset_column.button(t("train.reset"), key="train.reset", on_click=reset_settings, args=(preset,), width="stretch")
 
 with live_column:
@@ -188,3 +244,4 @@ with live_column:
         except RunNotFound:
             polling = False
         st.fragment(run_every=1.0 if polling else None)(live_view)(run_id, polling)
+save_draft()

@@ -23,6 +23,9 @@ CARD_TITLES = {"conv": "Convolution", "avgpool": "Average pooling", "maxpool": "
 @pytest.fixture
 def app(runs_dir) -> AppTest:
     """The app on its default page (Build), with an empty runs directory (see conftest.runs_dir)."""
+    import streamlit as st
+
+    st.cache_resource.clear()  # `service()` is cached per process: make it (and so the drafts) use this test's runs directory.
     return AppTest.from_file(APP, default_timeout=30)
 
 
@@ -47,8 +50,13 @@ def layers(at: AppTest) -> list[dict]:
 
 
 def load_preset(at: AppTest, name: str) -> AppTest:
-    at.selectbox(key="build_start").set_value(name)
-    return button(at, "Load").click().run()
+    """Choosing a preset loads it: no separate Load click (issue 8)."""
+    return at.selectbox(key="build_start").set_value(name).run()
+
+
+def add_kind_box(at: AppTest):
+    """The "Add layer" kind selectbox; its key names the kind it offers first."""
+    return next(box for box in at.selectbox if str(box.key).startswith("build_add_kind"))
 
 
 def test_build_page_loads_with_the_default_network(app):
@@ -104,7 +112,7 @@ def test_a_kernel_too_big_for_its_input_keeps_the_valid_rows(app):
 
 def test_add_move_and_remove_layers(app):
     load_preset(app.run(), "nielsen-1-shallow")
-    app.selectbox(key="build_add_kind").set_value("dropout")
+    add_kind_box(app).set_value("dropout")
     button(app, "Add layer").click().run()
     assert [layer["kind"] for layer in layers(app)] == ["dense", "dropout", "output"]
     dropout = layers(app)[1]["uid"]
@@ -259,3 +267,124 @@ def test_save_offers_the_network_as_json(app):
     assert app.download_button[0].label == "Save as JSON"
     network = app.session_state["network"]
     assert builder.to_spec(builder.spec_from_json(builder.spec_to_json(network))) == network
+
+
+# ----------------------------------------------------------------------------- a refresh keeps everything (issue 8)
+
+
+def restart_with(query: dict, page: str | None = None) -> AppTest:
+    """A new browser session with `query` in its address, as after F5; the cleared caches also stand for a server restart."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=30)
+    for name, value in query.items():
+        at.query_params[name] = value
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [error.value for error in at.exception]
+    return at
+
+
+def choose(at: AppTest, language: str, owner: str) -> AppTest:
+    """What the sidebar's language switch and name box set (AppTest drops the sidebar's widgets after a session's first run)."""
+    at.session_state["language"], at.session_state["owner"] = language, owner
+    return at.run()
+
+
+def test_a_refresh_brings_back_the_edited_network_language_and_name(app):
+    load_preset(app.run(), "nielsen-3-two-conv-pool")
+    choose(app, "ko", "민지")
+    conv = layers(app)[0]["uid"]
+    app.number_input(key=f"build-{conv}-filters").set_value(7).run()
+    edited = app.session_state["network"]
+    query = dict(app.query_params)
+    assert query["lang"] == "ko" and query["owner"] == "민지" and query["draft"], query
+    # Without ?net= (the address of another page): the draft alone brings the network back.
+    at = restart_with({name: query[name] for name in ("lang", "owner", "draft")})
+    assert at.session_state["network"] == edited
+    assert at.session_state["preset"] == "nielsen-3-two-conv-pool", "the preset it was edited from"
+    assert at.title[0].value == "신경망 만들기" and at.sidebar.text_input[0].value == "민지"
+    assert at.session_state["owner"] == "민지" and at.session_state["language"] == "ko"
+    assert at.number_input(key=f"build-{layers(at)[0]['uid']}-filters").value == 7
+
+
+def test_the_draft_alone_restores_language_and_name(app):
+    choose(app.run(), "ko", "Jun")
+    at = restart_with({"draft": app.query_params["draft"]})
+    assert at.session_state["language"] == "ko" and at.session_state["owner"] == "Jun"
+
+
+def test_language_name_and_draft_stay_in_the_address_on_every_page(app):
+    choose(app.run(), "ko", "민지")
+    draft = app.query_params["draft"]
+    for page in ("pages/train.py", "pages/runs.py", "pages/build.py"):
+        for name in list(app.query_params):
+            del app.query_params[name]  # Streamlit's navigation drops the query string on a page switch
+        app.switch_page(page).run()
+        assert not app.exception
+        assert (app.query_params.get("lang"), app.query_params.get("owner"), app.query_params.get("draft")) == ("ko", "민지", draft), page
+
+
+def test_a_made_up_draft_key_is_replaced_not_used(app):
+    app.query_params["draft"] = "../../../etc"
+    app.run()
+    assert not app.exception
+    assert app.query_params["draft"] != "../../../etc" and len(app.query_params["draft"]) >= 8
+
+
+# ----------------------------------------------------------------------------- a guided start (issue 8)
+
+
+def test_the_first_visit_guide_and_name_prompt(app):
+    app.run()
+    text = page_text(app)
+    assert i18n.translate("en", "guide.title") in text
+    assert any(i18n.translate("en", "sidebar.owner_prompt") == caption.value for caption in app.sidebar.caption)
+    app.button(key="guide_dismiss").click().run()
+    assert i18n.translate("en", "guide.title") not in page_text(app)
+    # Remembered per browser: the same draft key after a refresh shows no guide.
+    at = restart_with({"draft": app.query_params["draft"]})
+    assert i18n.translate("en", "guide.title") not in page_text(at)
+    fresh = restart_with({})
+    assert i18n.translate("en", "guide.title") in page_text(fresh), "another browser still gets it"
+
+
+def test_the_guide_speaks_korean(app):
+    app.query_params["lang"] = "ko"
+    app.run()
+    assert i18n.translate("ko", "guide.title") in page_text(app)
+    assert i18n.translate("ko", "guide.dismiss") == app.button(key="guide_dismiss").label
+
+
+def test_choosing_a_preset_loads_it_without_a_load_button(app):
+    app.run()
+    assert not [widget for widget in app.button if widget.label in ("Load", "불러오기")]
+    app.selectbox(key="build_start").set_value("lenet-5").run()
+    assert app.session_state["preset"] == "lenet-5"
+    assert total_shown(app) == f"{networks.validate(presets.get('lenet-5').network).total_parameters:,}"
+
+
+@pytest.mark.parametrize("preset, kind", [("nielsen-1-shallow", "dense"), ("logistic-regression", "conv"), ("nielsen-2-conv-pool", "dense")])
+def test_add_layer_inserts_a_kind_that_fits(app, preset, kind):
+    load_preset(app.run(), preset)
+    assert add_kind_box(app).value == kind
+    before = len(layers(app))
+    button(app, "Add layer").click().run()
+    assert len(layers(app)) == before + 1 and layers(app)[-2]["kind"] == kind
+    assert not app.exception and not app.error, [error.value for error in app.error]
+
+
+def test_a_preset_caption_goes_once_the_network_is_edited(app):
+    load_preset(app.run(), "nielsen-1-shallow")
+    description = presets.get("nielsen-1-shallow").title
+    assert description in page_text(app)
+    dense = layers(app)[0]["uid"]
+    app.number_input(key=f"build-{dense}-units").set_value(31).run()
+    text = page_text(app)
+    assert description not in text.replace(i18n.translate("en", "build.preset_edited", preset=description), "")
+    assert i18n.translate("en", "build.preset_edited", preset=i18n.translate("en", "build.preset.nielsen-1-shallow.title")) in text
+    app.button(key="build_reload").click().run()
+    assert app.session_state["network"] == builder.to_spec(builder.editable(presets.get("nielsen-1-shallow").network))
+    assert description in page_text(app)

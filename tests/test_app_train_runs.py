@@ -24,7 +24,7 @@ from core.jobs import service as job_service
 from core.jobs.store import FINISHED, RunNotFound, RunStore
 from core.training.presets import get as get_preset
 from core.training.settings import TrainSettings
-from core.views import i18n, run_views
+from core.views import builder_state, i18n, run_views, train_form
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 RUN_DEADLINE = 180.0  # seconds a 20-step logistic-regression run may take, worker start-up included
@@ -304,3 +304,56 @@ def test_korean_labels(app_store):
     at.switch_page("pages/runs.py").run()
     assert at.title[0].value == "실행 기록"
     assert list(at.dataframe[0].value["status"]) == [i18n.translate("ko", "common.status.succeeded")]
+
+
+# ----------------------------------------------------------------------------- issue 8: a guided start, a refresh keeps everything
+
+
+def test_a_long_run_warns_and_offers_short_settings(app_store):
+    at = open_page("pages/train.py")  # Nielsen 2's book settings: 60 epochs of 50,000 images in mini-batches of 10
+    warning_start = i18n.translate("en", "train.estimate_long", time="", epochs=2, batch_size=64, train_subset="10,000").split(" ")[0:4]
+    assert any(warning.value.startswith(" ".join(warning_start)) for warning in at.warning), [warning.value for warning in at.warning]
+    at.button(key="train_use_short").click().run()
+    assert not at.exception
+    short = train_form.SHORT_SETTINGS
+    assert at.number_input(key="train.epochs").value == short["epochs"]
+    assert at.number_input(key="train.batch_size").value == short["batch_size"]
+    assert at.number_input(key="train.train_subset").value == short["train_subset"]
+    assert not any(warning.value.startswith(" ".join(warning_start)) for warning in at.warning)
+    estimate = i18n.translate("en", "train.estimate", time="", source="").split(":")[0]
+    assert any(caption.value.startswith(estimate) for caption in at.caption), "the short run's estimate is still shown"
+
+
+def test_the_book_figure_is_shown_only_for_the_books_network(app_store):
+    network = builder_state.to_spec(builder_state.editable(get_preset("nielsen-2-conv-pool").network))
+    network["layers"][2]["units"] = 50
+    at = open_page("pages/train.py", network=network, preset="nielsen-2-conv-pool")
+    assert "98.78%" not in texts(at)
+    assert at.number_input(key="train.epochs").value == 60, "the preset's settings still apply to its edited network"
+
+
+def test_default_run_names_are_distinct(app_store):
+    app_store.create(get_preset("nielsen-2-conv-pool").network, {}, name="nielsen-2-conv-pool #1", status="succeeded")
+    at = open_page("pages/train.py")
+    assert at.text_input(key="train.name").placeholder == "nielsen-2-conv-pool #2"
+    network = builder_state.to_spec(builder_state.editable(get_preset("nielsen-2-conv-pool").network))
+    network["layers"][2]["units"] = 50
+    edited = open_page("pages/train.py", network=network, preset="nielsen-2-conv-pool")
+    assert edited.text_input(key="train.name").placeholder == "network #1", "an edited preset does not claim its name"
+
+
+def test_the_settings_being_edited_survive_a_refresh(app_store):
+    at = open_page("pages/train.py", **logistic_state())
+    at.number_input(key="train.epochs").set_value(7).run()
+    at.number_input(key="train.learning_rate").set_value(0.25).run()
+    query = dict(at.query_params)
+    st.cache_resource.clear()  # a restarted server: only the draft file remembers
+    fresh = AppTest.from_file(APP, default_timeout=60)
+    fresh.query_params.update({"draft": query["draft"], "lang": "ko"})
+    fresh.run()
+    fresh.switch_page("pages/train.py").run()
+    assert not fresh.exception
+    assert fresh.number_input(key="train.epochs").value == 7
+    assert fresh.number_input(key="train.learning_rate").value == pytest.approx(0.25)
+    assert fresh.session_state["network"] == builder_state.to_spec(builder_state.check_editable(get_preset("logistic-regression").network))
+    assert fresh.title[0].value == i18n.translate("ko", "train.title")

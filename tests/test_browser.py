@@ -189,7 +189,7 @@ def test_build_train_watch_korean_runs(server, browser):
 
 
 def journey(page, url: str, store: RunStore) -> None:
-    # Build: open the app, choose the preset in "Start from" and press Load.
+    # Build: open the app and choose the preset in "Start from", which loads it (no Load button since issue 8).
     page.goto(url)
     wait_for("the Build page", lambda: page.locator("h1", has_text=en("build.title")).count() > 0, PAGE_DEADLINE)
     wait_idle(page)
@@ -199,7 +199,6 @@ def journey(page, url: str, store: RunStore) -> None:
     start.locator("input").click()
     start.locator("input").fill(en(f"build.preset.{PRESET}.title")[:12])
     page.get_by_role("option", name=en(f"build.preset.{PRESET}.title")).click()
-    page.get_by_role("button", name=en("build.load_preset"), exact=True).click()
     total = en("build.total_parameters")
     wait_for(f"the {PRESET} preset's {expected:,} parameters", lambda: metric_value(page, total) == f"{expected:,}", 30)
     wait_idle(page)
@@ -293,7 +292,7 @@ def journey(page, url: str, store: RunStore) -> None:
     cells = table_cells(page)
     # The grid's accessible cells hold the numbers without the column's % format.
     accuracies = [cell.rstrip("%") for cell in cells[3:5]]
-    assert cells[:3] == [str(run.id), PRESET, en("common.status.succeeded")], cells
+    assert cells[:3] == [str(run.id), f"{PRESET} #1", en("common.status.succeeded")], cells  # a distinct default name
     assert accuracies == [run_views.percent(run.best_validation_accuracy)[:-1], run_views.percent(run.test_accuracy)[:-1]], cells
     assert curve_points(page) == EPOCHS
     wait_for("the run's figures below the curves", lambda: metric_value(page, test_label) == run_views.percent(run.test_accuracy), 20)

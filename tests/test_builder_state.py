@@ -320,3 +320,57 @@ def test_linear_neighbours_really_are_one_linear_map():
     images = torch.rand(4, 1, 28, 28)
     expected = images.flatten(1) @ combined_weight.T + combined_bias
     torch.testing.assert_close(model(images), expected, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- a layer that fits (issue 8)
+
+
+@pytest.mark.parametrize(
+    "stack, offered",
+    [
+        (("dense", "output"), "dense"),  # an MLP: the output's input is a vector
+        (("output",), "conv"),  # logistic regression: the output still sees the image
+        (("conv", "maxpool", "output"), "conv"),
+        (("conv", "maxpool", "flatten", "output"), "dense"),
+        (("conv", "maxpool", "dense", "output"), "dense"),
+        ((), "output"),  # an empty network needs its output layer first
+        (("conv", "dense"), "output"),
+    ],
+)
+def test_add_layer_offers_a_kind_that_fits_before_the_output(stack, offered):
+    layers = working(*stack)
+    assert builder.fitting_kind(layers) == offered
+    added = builder.insert_layer(layers, offered)
+    if stack and stack[-1] == "output" or not stack:
+        assert builder.check({"layers": added}).valid, f"{offered} inserted into {stack} must still validate"
+
+
+def test_every_preset_stays_valid_after_adding_the_offered_layer():
+    for name in PRESET_NAMES:
+        layers = builder.editable(presets.get(name).network)["layers"]
+        added = builder.insert_layer(layers, builder.fitting_kind(layers))
+        assert builder.check({"layers": added}).valid, name
+
+
+def test_image_layers_go_among_the_image_layers_even_in_an_mlp_tail():
+    # A conv layer asked for in a conv-then-dense network goes before the dense layer, where its input is an image.
+    layers = working("conv", "maxpool", "dense", "output")
+    assert kinds(builder.insert_layer(layers, "conv")) == ["conv", "maxpool", "conv", "dense", "output"]
+    assert kinds(builder.insert_layer(working("dense", "output"), "maxpool")) == ["maxpool", "dense", "output"]
+    assert builder.insertion_position(layers, "dropout") == 3
+
+
+# ----------------------------------------------------------------------------- is it still the preset?
+
+
+def test_a_preset_stays_itself_until_it_is_edited():
+    network = presets.get("nielsen-1-shallow").network
+    work = builder.editable(network)
+    assert builder.unedited_preset(builder.to_spec(work), "nielsen-1-shallow") == "nielsen-1-shallow"
+    # A name does not make another network.
+    assert builder.unedited_preset({**builder.to_spec(work), "name": "mine"}, "nielsen-1-shallow") == "nielsen-1-shallow"
+    work["layers"][0] = builder.update_field(work["layers"][0], "units", 31)
+    assert builder.unedited_preset(builder.to_spec(work), "nielsen-1-shallow") is None
+    assert builder.unedited_preset(builder.to_spec(builder.editable(network)), "lenet-5") is None
+    assert builder.unedited_preset(builder.to_spec(work), None) is None
+    assert builder.unedited_preset(builder.to_spec(work), "no-such-preset") is None

@@ -178,3 +178,65 @@ def test_without_a_network_the_train_page_uses_the_default_preset():
 
     assert train_form.preset_in_use(None, None) == DEFAULT_PRESET
     assert DEFAULT_PRESET in all_presets()
+
+
+# ----------------------------------------------------------------------------- how long a run will take (issue 8)
+
+
+def test_flops_per_image_follow_the_layer_formulas():
+    from core.model import network as networks
+
+    # Nielsen 2: conv 20 × 5×5 on 1×28×28 → 20×24×24; max-pool; dense 2,880 → 100; output 100 → 10.
+    summary = networks.validate(get_preset("nielsen-2-conv-pool").network)
+    conv, dense, output = 2 * 5 * 5 * 1 * 20 * 24 * 24, 2 * 20 * 12 * 12 * 100, 2 * 100 * 10
+    assert train_form.flops_per_image(summary) == conv + dense + output
+    # A second conv layer reads all the first one's channels.
+    two = networks.validate([{"kind": "conv", "filters": 4, "kernel_size": 3}, {"kind": "conv", "filters": 8, "kernel_size": 3}, {"kind": "output"}])
+    assert train_form.flops_per_image(two) == 2 * 9 * 1 * 4 * 26 * 26 + 2 * 9 * 4 * 8 * 24 * 24 + 2 * 8 * 24 * 24 * 10
+    assert train_form.network_flops({"layers": [{"kind": "conv", "kernel_size": 40}, {"kind": "output"}]}) == 0
+
+
+def test_the_estimate_uses_finished_runs_of_similar_cost():
+    values = {**train_form.default_settings(None), "epochs": 2, "batch_size": 50, "train_subset": 10_000}
+    flops = 1_000_000
+    # A finished run of the same cost trained 5,000 images/s: 3 GFLOP per 1,000 images → 15 GFLOP/s.
+    samples = [train_form.SpeedSample(flops, 64, 5_000.0), train_form.SpeedSample(1_000 * flops, 64, 1.0)]
+    estimate = train_form.estimate_seconds(flops, values, samples, matmul_rate=1.0)
+    rate = 5_000.0 * 3 * flops
+    expected = 2 * 10_000 * 3 * flops / rate + 2 * train_form.EVALUATION_IMAGES * flops / rate
+    assert estimate.source == "runs" and estimate.seconds == pytest.approx(expected)
+    assert not estimate.long
+
+
+def test_without_similar_runs_the_estimate_falls_back_on_the_matmul_rate_and_warns_when_long():
+    values = train_form.default_settings("nielsen-2-conv-pool")  # 60 epochs of 50,000 images, mini-batch 10
+    flops = train_form.network_flops(get_preset("nielsen-2-conv-pool").network)
+    far_away = [train_form.SpeedSample(flops * 100, 10, 10.0), train_form.SpeedSample(flops, 1_000, 10.0)]
+    estimate = train_form.estimate_seconds(flops, values, far_away, matmul_rate=10e9)
+    steps = 60 * 50_000 // 10
+    rate = 10e9 * train_form.MATMUL_EFFICIENCY
+    expected = steps * (10 * 3 * flops / rate + train_form.STEP_OVERHEAD_SECONDS) + 60 * train_form.EVALUATION_IMAGES * flops / rate
+    assert estimate.source == "matmul" and estimate.seconds == pytest.approx(expected)
+    assert estimate.long, "a 60-epoch mini-batch-10 run is not for a lesson"
+    short = train_form.estimate_seconds(flops, {**values, **train_form.SHORT_SETTINGS}, far_away, matmul_rate=10e9)
+    assert not short.long and short.seconds < estimate.seconds / 50
+
+
+def test_max_steps_caps_the_estimate():
+    values = {**train_form.default_settings(None), "epochs": 10, "batch_size": 100, "max_steps": 20}
+    full = train_form.estimate_seconds(1_000, {**values, "max_steps": 0}, [], 1e9)
+    capped = train_form.estimate_seconds(1_000, values, [], 1e9)
+    assert capped.seconds < full.seconds / 10
+
+
+def test_speed_samples_come_from_the_runs_stored_metrics(store):
+    network = get_preset("nielsen-1-shallow").network
+    run_id = store.create(network, {"batch_size": 32}, status="succeeded")
+    for epoch, speed in ((1, 900.0), (2, 1100.0)):
+        row = {name: 0.5 for name in ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy", "test_accuracy", "learning_rate")}
+        store.record_epoch(run_id, {**row, "epoch": epoch, "seconds": 5.0, "images_per_second": speed})
+    run = store.get(run_id)
+    (sample,) = train_form.speed_samples([run])
+    assert sample == train_form.SpeedSample(train_form.network_flops(network), 32, 1000.0)
+    run.metrics = []
+    assert train_form.speed_samples([run]) == []

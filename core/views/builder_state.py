@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from core.errors import LayerLabError
 from core.model import network as networks
 from core.model import vocabulary
+from core.training import presets
 
 # Browsers and chat programs keep links of a few thousand characters intact; a network of
 # vocabulary.MAX_LAYERS layers compresses to well under this (about 1,100 characters).
@@ -81,18 +82,52 @@ def index_of(layers: list[dict], uid: str) -> int:
     raise KeyError(uid)
 
 
-def insert_layer(layers: list[dict], kind: str, position: int | None = None) -> list[dict]:
-    """A new list with a default `kind` layer added.
+# Layers whose output is a vector: after one of them the network no longer holds an image.
+VECTOR_KINDS = ("dense", "flatten", "output")
 
-    Without a position it goes just before a final output layer (where a new hidden layer
-    belongs), or at the end when there is none or the new layer is itself an output layer.
+
+def first_vector_index(layers: list[dict]) -> int:
+    """Index of the first layer that turns the image into a vector (len(layers) when none does)."""
+    return next((index for index, layer in enumerate(layers) if layer.get("kind") in VECTOR_KINDS), len(layers))
+
+
+def insertion_position(layers: list[dict], kind: str) -> int:
+    """Where a new `kind` layer fits: image layers among the image layers, an output at the end, others before the output.
+
+    A conv or pooling layer needs an image as input, so it goes just before the first layer
+    that makes a vector (flatten, dense or output); an output layer goes last; anything else
+    goes just before a final output layer, where a new hidden layer belongs.
     """
+    if kind in vocabulary.IMAGE_KINDS:
+        return first_vector_index(layers)
+    ends_with_output = bool(layers) and layers[-1].get("kind") == "output"
+    return len(layers) - 1 if ends_with_output and kind != "output" else len(layers)
+
+
+def fitting_kind(layers: list[dict]) -> str:
+    """The kind "Add layer" offers: what fits just before the output.
+
+    "output" while the network has none (an empty network, or one still being built), "dense"
+    where the layer before the output already gives a vector (an MLP), and "conv" where the
+    output's input is still an image large enough for a default conv layer's kernel (a dense
+    layer takes any input, so it is the offer when the image has become too small).
+    """
+    if not layers or layers[-1].get("kind") != "output":
+        return "output"
+    if first_vector_index(layers) < len(layers) - 1:
+        return "dense"
+    if check({"layers": layers}).valid and not check({"layers": insert_layer(layers, "conv")}).valid:
+        return "dense"
+    return "conv"
+
+
+def insert_layer(layers: list[dict], kind: str, position: int | None = None) -> list[dict]:
+    """A new list with a default `kind` layer added, where it fits (see `insertion_position`) unless `position` says."""
     if len(layers) >= vocabulary.MAX_LAYERS:
         raise ValueError(f"A network can have at most {vocabulary.MAX_LAYERS} layers.")
     layer = {**vocabulary.default_layer(kind), "uid": new_uid()}
     if position is None:
-        ends_with_output = bool(layers) and layers[-1]["kind"] == "output"
-        position = len(layers) - 1 if ends_with_output and kind != "output" else len(layers)
+        position = insertion_position(layers, kind)
     return [*layers[:position], layer, *layers[position:]]
 
 
@@ -171,6 +206,24 @@ def _parse_json(text: str, reason: str) -> Any:
         raise LoadError(reason, "It nests lists or objects too deeply to hold a network.") from None
     except ValueError:  # An integer of more digits than Python converts (4,300).
         raise LoadError(reason, "It holds a number with thousands of digits.") from None
+
+
+def same_network(first: dict, second: dict | list) -> bool:
+    """True when two specs are the same network once normalised (every field filled; names and uids ignored)."""
+    try:
+        left, right = (to_spec(check_editable(spec)) for spec in (to_spec(first), second))
+    except (LoadError, KeyError, TypeError):
+        return False
+    left.pop("name", None)
+    right.pop("name", None)
+    return left == right
+
+
+def unedited_preset(spec: dict | None, preset_name: str | None) -> str | None:
+    """`preset_name` while `spec` is still exactly that preset's network, else None (it was edited)."""
+    if not spec or not preset_name or preset_name not in presets.all_presets():
+        return None
+    return preset_name if same_network(spec, presets.get(preset_name).network) else None
 
 
 # ----------------------------------------------------------------------------- links

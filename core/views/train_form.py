@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
@@ -225,3 +226,138 @@ def augmentation_preview(dataset: str, values: dict[str, Any], rows: int = 4, co
     mosaic = padded.permute(0, 2, 1, 3).reshape(rows * padded.shape[2], copies * padded.shape[3])
     mosaic = mosaic.repeat_interleave(zoom, dim=0).repeat_interleave(zoom, dim=1)
     return (mosaic * 255).round().to(torch.uint8).numpy()
+
+
+# ----------------------------------------------------------------------------- how long a run will take
+
+# Above this estimate the page warns and offers SHORT_SETTINGS, so nobody starts an hour-long run by accident in class.
+LONG_RUN_SECONDS = 300.0
+# A few minutes on a classroom CPU for most networks, and still well above chance.
+SHORT_SETTINGS = {"epochs": 2, "batch_size": 64, "train_subset": 10_000, "max_steps": 0}
+EVALUATION_IMAGES = 2 * datasets.VALIDATION_COUNT  # each epoch ends by measuring validation and test accuracy
+# Without a finished run to learn from: small networks reach about a quarter of a large matmul's rate,
+# and every step pays a fixed cost (Python, the optimiser, moving the batch) on top of its arithmetic.
+MATMUL_EFFICIENCY = 0.25
+STEP_OVERHEAD_SECONDS = 0.002
+SIMILAR_COST = 4.0  # runs within this factor of FLOPs per image, and of batch size, count as similar
+
+
+def flops_per_image(summary: networks.Summary) -> int:
+    """Multiply-adds ×2 of one forward pass, from the validated rows: conv 2·k²·C_in·C_out·H_out·W_out, dense 2·in·out.
+
+    Pooling, activations, dropout and batch norm cost a few operations per value, negligible
+    beside the weighted layers, and are left out.
+    """
+    total, input_shape = 0, summary.input_shape
+    for row in summary.rows:
+        layer = summary.spec["layers"][row.index]
+        if row.kind == "conv":
+            channels_out, height, width = row.output_shape
+            total += 2 * layer["kernel_size"] ** 2 * input_shape[0] * channels_out * height * width
+        elif row.kind in ("dense", "output"):
+            total += 2 * math.prod(input_shape) * math.prod(row.output_shape)
+        input_shape = row.output_shape
+    return total
+
+
+@dataclass(frozen=True)
+class SpeedSample:
+    """How fast one finished run trained: its cost per image, batch size and measured training images per second."""
+
+    flops_per_image: int
+    batch_size: int
+    images_per_second: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    source: str  # "runs" (from finished runs of similar cost) or "matmul" (from a measured matrix-multiply rate)
+
+    @property
+    def long(self) -> bool:
+        return self.seconds > LONG_RUN_SECONDS
+
+
+def training_images(values: dict[str, Any]) -> int:
+    """Images one epoch trains on: the subset when set, else 50,000 (60,000 with full_train)."""
+    available = datasets.TRAIN_COUNT if values.get("full_train") else datasets.TRAIN_COUNT - datasets.VALIDATION_COUNT
+    subset = int(values.get("train_subset") or 0)
+    return min(subset, available) if subset else available
+
+
+def estimate_seconds(flops: int, values: dict[str, Any], samples: list[SpeedSample], matmul_rate: float) -> Estimate:
+    """Seconds a run of these settings takes for a network of `flops` per image (forward), evaluation included.
+
+    Training costs three forward passes per image (forward and backward); each epoch then
+    evaluates EVALUATION_IMAGES with a forward pass alone. The speed is the median training rate
+    (FLOPs per second) of finished runs of similar cost and batch size; without any, the
+    measured matmul rate scaled by MATMUL_EFFICIENCY, plus STEP_OVERHEAD_SECONDS per step.
+    """
+    batch_size = max(1, int(values.get("batch_size") or 1))
+    epochs = max(1, int(values.get("epochs") or 1))
+    images = training_images(values)
+    steps = epochs * math.ceil(images / batch_size)
+    if values.get("max_steps"):
+        steps = min(steps, int(values["max_steps"]))
+        epochs = min(epochs, math.ceil(steps / math.ceil(images / batch_size)))
+    similar = [
+        sample.images_per_second * 3 * max(sample.flops_per_image, 1) for sample in samples
+        if _within(sample.flops_per_image, flops) and _within(sample.batch_size, batch_size) and sample.images_per_second > 0
+    ]  # fmt: skip
+    flops = max(flops, 1)
+    if similar:
+        rate = sorted(similar)[len(similar) // 2]
+        training = steps * batch_size * 3 * flops / rate
+        return Estimate(training + epochs * EVALUATION_IMAGES * flops / rate, "runs")
+    rate = max(matmul_rate, 1.0) * MATMUL_EFFICIENCY
+    training = steps * (batch_size * 3 * flops / rate + STEP_OVERHEAD_SECONDS)
+    return Estimate(training + epochs * EVALUATION_IMAGES * flops / rate, "matmul")
+
+
+def _within(first: float, second: float) -> bool:
+    low, high = sorted((max(first, 1), max(second, 1)))
+    return high / low <= SIMILAR_COST
+
+
+def speed_samples(runs: list) -> list[SpeedSample]:
+    """One sample per finished run with measured epochs: its network's cost and its mean training speed."""
+    samples = []
+    for run in runs:
+        speeds = [row["images_per_second"] for row in run.metrics if row.get("images_per_second")]
+        flops = network_flops(run.spec, run.dataset)
+        if speeds and flops:
+            samples.append(SpeedSample(flops, int(run.settings.get("batch_size", 64)), sum(speeds) / len(speeds)))
+    return samples
+
+
+def network_flops(spec: dict, dataset: str = "mnist") -> int:
+    """`flops_per_image` of a spec; 0 when it does not validate."""
+    return _network_flops(json.dumps(spec, sort_keys=True), dataset)
+
+
+@lru_cache(maxsize=256)
+def _network_flops(spec_json: str, dataset: str) -> int:
+    try:
+        return flops_per_image(networks.validate(json.loads(spec_json), dataset))
+    except vocabulary.SpecError:
+        return 0
+
+
+def matmul_rate(size: int = 256, repeats: int = 5, trials: int = 5) -> float:
+    """FLOPs per second of a float32 `size`×`size` matrix multiply on the CPU, measured now (a few milliseconds).
+
+    The best of several short trials: on a shared server a trial that another process
+    interrupted measures the interruption, not the machine.
+    """
+    import time
+
+    left, right = torch.rand(size, size), torch.rand(size, size)
+    torch.mm(left, right)  # the first call allocates and warms the kernels
+    best = 0.0
+    for _ in range(trials):
+        started = time.perf_counter()
+        for _ in range(repeats):
+            torch.mm(left, right)
+        best = max(best, 2 * size**3 * repeats / max(time.perf_counter() - started, 1e-9))
+    return best
