@@ -13,6 +13,8 @@ import math
 import reprlib
 from dataclasses import dataclass
 
+from core.errors import Message
+
 # A shift of 28 pixels moves a 28x28 MNIST digit entirely out of its frame.
 MNIST_SIDE = 28
 # A skew (shear) factor of 1 already slants vertical strokes by 45 degrees.
@@ -61,17 +63,17 @@ class Bound:
     def contains(self, value: float) -> bool:
         return self.problem(value) is None
 
-    def problem(self, value: float) -> str | None:
-        """None when `value` lies inside, else what it must be, e.g. 'must be at least 1'.
+    def problem(self, value: float) -> Message | None:
+        """None when `value` lies inside, else a sentence saying what it must be ("It must be at least 1.").
 
         `value` must be a real number (an int or a float; NaN lies outside every bound).
         """
         if isinstance(value, float) and math.isnan(value):
-            return "must be a finite number"
+            return Message("bound.not_finite")
         if (value <= self.minimum) if self.above_minimum else (value < self.minimum):
-            return f"must be {'above' if self.above_minimum else 'at least'} {number_text(self.minimum)}"
+            return Message("bound.above" if self.above_minimum else "bound.at_least", {"limit": number_text(self.minimum)})
         if (value >= self.maximum) if self.below_maximum else (value > self.maximum):
-            return f"must be {'below' if self.below_maximum else 'at most'} {number_text(self.maximum)}"
+            return Message("bound.below" if self.below_maximum else "bound.at_most", {"limit": number_text(self.maximum)})
         return None
 
     def interval_text(self) -> str:
