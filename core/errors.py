@@ -146,6 +146,8 @@ def _shown_parameter(name: str, value: Any, language: str) -> Any:
         return ", ".join(str(_shown_parameter(name, item, language)) for item in value)
     if name in LABEL_KEYS and isinstance(value, str):
         return _label(LABEL_KEYS[name] + value, language) or value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"  # 79,500,010 parameters; run and layer numbers stay as they are.
     return value
 
 

@@ -264,7 +264,7 @@ def test_a_damaged_runs_database_exits_2_saying_what_to_do(faults, command):
     damaged = faults["damaged"]
     result = faults["commands"][f"damaged-{' '.join(command)}"]
     assert_one_line_error(
-        result, f"The runs database {damaged / 'runs.sqlite'} is damaged (file is not a database).",
+        result, f"The runs database {damaged / 'runs.sqlite'} is damaged.",
         "Move it away to start a fresh one", f"{damaged}/<id>/ are kept",
     )
     assert (damaged / "runs.sqlite").read_bytes() == b"not a database at all " * 200  # Left for the learner to move.
