@@ -22,7 +22,6 @@ import difflib
 import json
 import re
 import string
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -80,22 +79,29 @@ def placeholders(text: str) -> set[str]:
 # ----------------------------------------------------------------------------- messages
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(str):
     """A sentence as data: a message code and its parameters, rendered in any language.
 
-    Parameters are JSON values; one that is itself a message ({"code": ..., "params": ...},
-    such as an optional "Did you mean 'relu'?") is rendered in the same language.
+    It is also the English sentence itself (a `str`), so code that stores, compares or prints
+    messages as text keeps working, while the run store and the pages read `code` and
+    `params` to show it in another language. Parameters are JSON values; one that is itself a
+    message (such as an optional "Did you mean 'relu'?") is rendered in the same language.
     """
 
     code: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any]
+
+    def __new__(cls, code: str, params: dict[str, Any] | None = None) -> "Message":
+        plain = message_params(dict(params or {}))
+        message = super().__new__(cls, render(code, plain))
+        message.code, message.params = code, plain
+        return message
+
+    def __reduce__(self):
+        return (Message, (self.code, self.params))
 
     def render(self, language: str = DEFAULT_LANGUAGE) -> str:
         return render(self.code, self.params, language)
-
-    def __str__(self) -> str:
-        return self.render(DEFAULT_LANGUAGE)
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "params": self.params}
@@ -116,6 +122,12 @@ def render(code: str, params: dict[str, Any], language: str = DEFAULT_LANGUAGE) 
     text = string.Formatter().vformat(template, (), _Blank(values))
     # An empty optional part (no "Did you mean …?") leaves two spaces, or a space before a full stop.
     return re.sub(r" {2,}(?=\S)", " ", text).replace(" .", ".").strip()
+
+
+def counted(code: str, count: int, **params: Any) -> Message:
+    """The message `code` for `count` things: "<code>.none", "<code>.one" or "<code>.many" (each language words its plural)."""
+    suffix = "none" if count == 0 else "one" if count == 1 else "many"
+    return Message(f"{code}.{suffix}", {"count": count, **params})
 
 
 def did_you_mean(value: Any, known: Any) -> Message | str:

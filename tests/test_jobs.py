@@ -273,7 +273,7 @@ def test_runs_whose_worker_is_gone_show_as_interrupted_on_the_next_look(store):
     store.update(never_launched, status="running", worker_pid=None, started_at=now - 60, heartbeat_at=now - liveness.STALE_SECONDS - 5)
 
     statuses = {run.id: run for run in service.runs()}
-    assert statuses[killed].status == "interrupted" and "2 finished epoch(s)" in statuses[killed].message
+    assert statuses[killed].status == "interrupted" and "2 finished epochs" in statuses[killed].message
     assert statuses[killed].worker_pid is None
     assert statuses[reused].status == "interrupted"
     assert statuses[slow_start].status == "running"

@@ -16,6 +16,7 @@ import traceback
 import torch
 
 from core.data import datasets
+from core.errors import LayerLabError, Message, counted
 from core.jobs.store import RunStore
 from core.model import network as networks
 from core.model import vocabulary
@@ -98,16 +99,16 @@ class StoreCallbacks(Callbacks):
 
 
 def failure_message(error: BaseException, settings: TrainSettings) -> str:
-    """Turn an exception into a sentence a learner can act on."""
+    """Turn an exception into a sentence a learner can act on (a `Message`, so it shows in any language)."""
     if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower():
         device = pick_device(settings.device)
-        return (
-            f"Out of memory on {device} with batch size {settings.batch_size}. Lower the batch size "
-            f"(e.g. to {max(1, settings.batch_size // 2)}) or use a smaller network."
-        )
+        return Message("run.out_of_memory", {"device": str(device), "batch": settings.batch_size, "half": max(1, settings.batch_size // 2)})
+    if isinstance(error, LayerLabError):
+        return error.message
     if isinstance(error, (ValueError, LookupError)):
         return str(error)
-    return f"The run crashed: {type(error).__name__}: {error}. Its finished epochs are kept; see the server log for details."
+    # The exception's own text is for the server log (printed there), not for the learner.
+    return Message("run.crashed", {"kind": type(error).__name__})
 
 
 def execute(store: RunStore, run_id: int, resume: bool = False) -> str:
@@ -146,9 +147,9 @@ def execute(store: RunStore, run_id: int, resume: bool = False) -> str:
     except BaseException as error:  # Every failure ends as a status with a message, never a lost run.
         if isinstance(error, KeyboardInterrupt) and store.cancel_requested(run_id):
             # The job service stops a worker that has not honoured a cancel in time; it is still a cancel.
-            status, message = "cancelled", f"Cancelled; the {store.get(run_id, with_metrics=False).epochs_done} finished epoch(s) are kept."
+            status, message = "cancelled", counted("run.cancelled", store.get(run_id, with_metrics=False).epochs_done)
         elif isinstance(error, KeyboardInterrupt):
-            status, message = "interrupted", "Interrupted; resume it to continue from its last finished epoch."
+            status, message = "interrupted", Message("run.interrupted")
         else:
             status = "failed"
             message = failure_message(error, TrainSettings.from_dict(run.settings) if _settings_ok(run.settings) else TrainSettings())

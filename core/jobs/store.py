@@ -107,6 +107,10 @@ class RunStillRunning(LayerLabError, ValueError):
     """The run is running, so it cannot be deleted yet."""
 
 
+class RunNotResumable(LayerLabError, ValueError):
+    """The run cannot be resumed (or run here): its status does not allow it, or it has no saved state."""
+
+
 class StorageError(LayerLabError):
     """The runs database or directory cannot be used: damaged, read-only, full or missing.
 
