@@ -4,7 +4,7 @@ Each layer subclasses `LayerLabError` (a bad spec, impossible settings, a damage
 a missing run, unreadable data, a storage problem), so the CLI and the pages can catch "our"
 errors in one place and show their message, while anything else is a bug with a traceback.
 
-An error carries no sentence of its own: it carries a stable message code ("spec.at_most")
+An error carries no sentence of its own: it carries a stable message code ("spec.field.at_most")
 and parameters (numbers, text, lists), and the sentence is rendered from the catalogs
 `assets/i18n/<language>.json` (key "message.<code>") in the reader's language. `str(error)`
 is the English sentence, so logs and the CLI read as before. A `Message` is the same code and
@@ -29,7 +29,7 @@ from typing import Any
 CATALOG_DIR = Path(__file__).resolve().parents[1] / "assets" / "i18n"
 LANGUAGES = {"en": "English", "ko": "한국어"}
 DEFAULT_LANGUAGE = "en"
-# Every message code lives in the catalogs under this prefix: "spec.at_most" -> "message.spec.at_most".
+# Every message code lives in the catalogs under this prefix: "spec.field.at_most" -> "message.spec.field.at_most".
 MESSAGE_PREFIX = "message."
 
 # Parameters with these names are shown by the label the page shows for their value: a
