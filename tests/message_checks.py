@@ -50,8 +50,10 @@ def assert_reads_korean(message: LayerLabError | Message) -> str:
     assert HANGUL.search(korean), f"{code}: {korean!r} has no Hangul"
     assert not english_words_left(code, params, korean), f"{code}: English words {english_words_left(code, params, korean)} in {korean!r}"
     for text in _parameter_texts(params):
-        # A parameter is a value the sentence quotes (a number, a name, a path), never a sentence of its own.
-        assert not ENGLISH_RUN.search(text) or "/" in text or "\n" in text, f"{code}: the parameter {text!r} reads as a sentence"
+        # A parameter is a value the sentence quotes (a number, a name, a path, a value as JSON or
+        # Python writes it), never a sentence of its own.
+        quoted_value = text[:1] in "'\"[{(<-0123456789" or "/" in text or "\n" in text
+        assert quoted_value or not ENGLISH_RUN.search(text), f"{code}: the parameter {text!r} reads as a sentence"
     return korean
 
 

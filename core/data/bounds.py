@@ -30,8 +30,13 @@ class _ShortRepr(reprlib.Repr):
     def repr_int(self, value: int, level: int) -> str:
         if abs(value) < _LARGEST_SHOWN_INTEGER:
             return repr(value)
-        digits = int(value.bit_length() * math.log10(2)) + 1
-        return f"<a {'negative ' if value < 0 else ''}number of about {digits:,} digits>"
+        # Its first and last digits, in no language: Python refuses str() past 4,300 digits.
+        size = abs(value)
+        digits = int(size.bit_length() * math.log10(2)) + 1
+        while 10 ** (digits - 1) > size:
+            digits -= 1
+        head, tail = size // 10 ** (digits - 12), size % 10**6
+        return f"{'-' if value < 0 else ''}{head}…{tail:06d}"
 
 
 _REPR = _ShortRepr()
@@ -43,7 +48,7 @@ def shown(value: object) -> str:
     try:
         return _REPR.repr(value)
     except Exception:  # A value whose own __repr__ fails (never one from JSON) is named by its type.
-        return f"<a {type(value).__name__}>"
+        return f"<{type(value).__name__}>"
 
 
 def number_text(value: float) -> str:
