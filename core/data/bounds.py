@@ -30,13 +30,14 @@ class _ShortRepr(reprlib.Repr):
     def repr_int(self, value: int, level: int) -> str:
         if abs(value) < _LARGEST_SHOWN_INTEGER:
             return repr(value)
-        # Its first and last digits, in no language: Python refuses str() past 4,300 digits.
+        # In scientific notation, which reads the same in every language (Python refuses str()
+        # past 4,300 digits): 10**5000 + 7 is 1.000e5000.
         size = abs(value)
         digits = int(size.bit_length() * math.log10(2)) + 1
         while 10 ** (digits - 1) > size:
             digits -= 1
-        head, tail = size // 10 ** (digits - 12), size % 10**6
-        return f"{'-' if value < 0 else ''}{head}…{tail:06d}"
+        head = str(size // 10 ** (digits - 4))
+        return f"{'-' if value < 0 else ''}{head[0]}.{head[1:]}e{digits - 1}"
 
 
 _REPR = _ShortRepr()
