@@ -202,7 +202,7 @@ def test_eval_confusion_matrix_matches_the_stored_test_accuracy(trained, mnist):
 
 
 def test_train_with_impossible_setting_exits_2(commands, folders):
-    assert_one_line_error(commands["train-negative-rate"], "'learning_rate'", "-1", "above 0")
+    assert_one_line_error(commands["train-negative-rate"], "Learning rate η", "-1", "above 0")
     commands["show-missing-run"]  # The other command sharing this runs directory has finished too.
     assert RunStore(folders["empty"]).list() == []  # Nothing was queued.
 

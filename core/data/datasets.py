@@ -280,7 +280,7 @@ def _fetch_missing(dataset: str, folder: Path, names: list[str], log: Callable[[
         log(f"{dataset}: got {len(names)} files from {source_name}.")
         return
     raise DataError(
-        "data.fetch_failed", dataset=dataset, folder=str(folder), failures="".join(f"\n  - {failure}" for failure in failures),
+        "data.fetch_failed", name=dataset, folder=str(folder), failures="".join(f"\n  - {failure}" for failure in failures),
         fix=Message(FIX_HINTS[dataset]), files=list(FILE_NAMES),
     )
 
