@@ -1,7 +1,8 @@
 """The command line: `python -m core …` runs the book's experiments without the app.
 
 Owns argument parsing and printing. Every command takes `--json`; then the last line it
-prints is one JSON object, so scripts and tests can read the result. Bad input, a missing
+prints is one JSON object, and `--lang ko` (or LAYERLAB_LANG=ko) prints error lines and run
+messages in Korean, so scripts and tests can read the result. Bad input, a missing
 run, missing data or unusable storage ends with a one-line error and exit status 2, never a
 traceback; output cut short by a closed pipe (`| head`) ends quietly. Commands that need no
 tensors (`runs`, `cancel`, `resume`, `presets`) never import torch, so they answer at once;
@@ -17,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.errors import LayerLabError
+from core.data.bounds import shown
+from core.errors import LANGUAGES, LayerLabError, language_or_default, render_any
 from core.jobs.service import JobService
 from core.jobs.store import RunStore
 from core.model import vocabulary
@@ -39,15 +41,15 @@ def _read_json(path: str) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CommandError(f"No file {path}.") from None
+        raise CommandError("cli.no_file", path=path) from None
     except IsADirectoryError:
-        raise CommandError(f"{path} is a directory; give the path of a JSON file in it.") from None
+        raise CommandError("cli.is_directory", path=path) from None
     except OSError as error:
-        raise CommandError(f"{path} cannot be read ({error.strerror or error}).") from None
+        raise CommandError("cli.unreadable", detail=str(error), path=path, cause=error.strerror or str(error)) from None
     except UnicodeDecodeError:
-        raise CommandError(f"{path} is not a text file; give a JSON file.") from None
+        raise CommandError("cli.not_text", path=path) from None
     except json.JSONDecodeError as error:
-        raise CommandError(f"{path} is not valid JSON: {error}.") from None
+        raise CommandError("cli.not_json", detail=error.msg, path=path, line=error.lineno, column=error.colno) from None
 
 
 # ----------------------------------------------------------------------------- commands
@@ -94,7 +96,7 @@ def _network_and_settings(arguments: argparse.Namespace) -> tuple[dict, TrainSet
     from core.training.presets import get
 
     if bool(arguments.preset) == bool(arguments.spec):
-        raise CommandError("Give exactly one of --preset NAME or --spec FILE.json.")
+        raise CommandError("cli.preset_or_spec")
     if arguments.preset:
         preset = get(arguments.preset)
         network, values, name = preset.network, dict(preset.settings), preset.name
@@ -103,10 +105,7 @@ def _network_and_settings(arguments: argparse.Namespace) -> tuple[dict, TrainSet
         if isinstance(loaded, dict) and "network" in loaded:
             network, values = loaded["network"], loaded.get("settings", {})
             if not isinstance(values, dict):
-                raise CommandError(
-                    f'In {arguments.spec}, "settings" must be an object of setting names and values, '
-                    f'such as {{"epochs": 3, "learning_rate": 0.1}}; it is {json.dumps(values)}.'
-                )
+                raise CommandError("cli.settings_not_object", path=arguments.spec, value=shown(values))
             values = dict(values)
         else:
             network, values = loaded, {}
@@ -180,7 +179,7 @@ def command_train(arguments: argparse.Namespace) -> None:
     if run.best_epoch:
         text += f" Best validation accuracy {run.best_validation_accuracy:.4f} (epoch {run.best_epoch}), test accuracy {run.test_accuracy:.4f}."
     if run.message:
-        text += f" {run.message}"
+        text += f" {run.message_in(_language(arguments))}"
     _emit(arguments, text, payload)
     if status in ("failed", "diverged"):
         raise SystemExit(1)
@@ -210,7 +209,7 @@ def command_runs_show(arguments: argparse.Namespace) -> None:
     if queue_position is not None:
         lines.append(f"Queue position: {queue_position} (1 starts next).")
     if run.message:
-        lines.append(run.message)
+        lines.append(run.message_in(_language(arguments)))
     for metrics in run.metrics:
         lines.append(
             f"  epoch {metrics['epoch']:>3}: train loss {metrics['train_loss']:.4f} acc {metrics['train_accuracy']:.4f} | "
@@ -333,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="LayerLab from the command line.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="end with one line of JSON")
+    common.add_argument(
+        "--lang", choices=sorted(LANGUAGES), help="the language of error lines and run messages (default: $LAYERLAB_LANG, else en)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     data_parser = commands.add_parser("data", help="fetch and verify datasets").add_subparsers(dest="action", required=True)
@@ -406,11 +408,16 @@ def _one_line(message: str) -> str:
     return text
 
 
+def _language(arguments: argparse.Namespace) -> str:
+    """`--lang`, else the LAYERLAB_LANG environment variable ("ko", "ko_KR.UTF-8"), else English."""
+    return language_or_default(getattr(arguments, "lang", None) or os.environ.get("LAYERLAB_LANG"))
+
+
 def _run(arguments: argparse.Namespace) -> int:
     try:
         arguments.handler(arguments)
     except (LayerLabError, ValueError) as error:
-        message = _one_line(str(error))
+        message = _one_line(render_any(error, _language(arguments)))
         if getattr(arguments, "json", False):
             print(json.dumps({"error": message}))
         print(f"error: {message}", file=sys.stderr)

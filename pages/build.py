@@ -30,7 +30,7 @@ def working_copy() -> dict:
         try:
             work = builder.editable(st.session_state.get("network") or presets.get(DEFAULT_PRESET).network)
         except builder.LoadError as error:
-            st.error(f"{t('build.load_error.not_network')} {error.detail}")
+            st.error(f"{t('build.load_error.not_network')} {error.render(language())}")
             work = builder.editable(presets.get(DEFAULT_PRESET).network)
         st.session_state.build_work = work
     # Widget values arrive in session state before the script runs: take them first, so that
@@ -80,7 +80,7 @@ def load_file() -> None:
         replace_network(builder.spec_from_json(uploaded.getvalue()), None)
         st.session_state.build_file_message = ("success", t("build.loaded", file=uploaded.name))
     except builder.LoadError as error:
-        st.session_state.build_file_message = ("error", f"{t(f'build.load_error.{error.reason}')} {error.detail}")
+        st.session_state.build_file_message = ("error", f"{t(f'build.load_error.{error.reason}')} {error.render(language())}")
 
 
 # ----------------------------------------------------------------------------- display names
@@ -173,7 +173,7 @@ def layer_note(index: int, layer: dict, checked: builder.Checked) -> None:
     """The layer's explanation with its own numbers, or the error when this layer is the one that fails."""
     error = checked.error
     if error is not None and error.layer_index == index:
-        st.error(f"{t('build.layer_problem')}  \n{error}", icon="⚠️")
+        st.error(f"{t('build.layer_problem')}  \n{error.render(language())}", icon="⚠️")
     elif index < len(checked.summary.rows):
         rows = checked.summary.rows
         input_shape = rows[index - 1].output_shape if index else checked.summary.input_shape
@@ -201,10 +201,10 @@ def summary_panel(work: dict, checked: builder.Checked) -> None:
     error, rows = checked.error, checked.summary.rows
     if error is not None and work["layers"]:
         if error.layer_index is None:
-            st.error(f"{t('build.invalid')}  \n{error}", icon="⚠️")
+            st.error(f"{t('build.invalid')}  \n{error.render(language())}", icon="⚠️")
         else:
             layer = work["layers"][error.layer_index]
-            st.error(f"{t('build.invalid_layer', number=error.layer_index + 1, layer=layer_title(layer))}  \n{error}", icon="⚠️")
+            st.error(f"{t('build.invalid_layer', number=error.layer_index + 1, layer=layer_title(layer))}  \n{error.render(language())}", icon="⚠️")
             if rows:
                 st.caption(t("build.partial_rows", count=len(rows)))
     if checked.valid:
@@ -275,7 +275,7 @@ def save_load_share(network: dict) -> None:
 def show_link_error() -> None:
     error = st.session_state.pop("link_error", None)
     if error is not None:
-        st.error(f"{t('build.link_error')} {error.detail}", icon="🔗")
+        st.error(f"{t('build.link_error')} {error.render(language())}", icon="🔗")
 
 
 # ----------------------------------------------------------------------------- the page

@@ -80,8 +80,8 @@ def service() -> JobService:
 
 
 @st.cache_resource
-def device_label() -> str:
-    return devices.describe(devices.pick_device())
+def device_label() -> i18n.Message:
+    return devices.describe_message(devices.pick_device())
 
 
 def init_state() -> None:
@@ -235,7 +235,7 @@ def sidebar() -> None:
             st.session_state.owner = owner.strip()
         run_id = st.session_state.selected_run
         st.caption(f"{t('sidebar.selected_run')}: #{run_id}" if run_id else t("sidebar.no_run"))
-        st.caption(t("sidebar.device", device=device_label()))
+        st.caption(t("sidebar.device", device=device_label().render(language())))
         # An invisible chart: the browser loads Plotly's JavaScript (~3.5 MB, about 2 s to parse on a
         # slow classroom machine) while the first page is read, so the charts on the next page draw at once.
         st.plotly_chart(plots.blank(), config={"staticPlot": True, "displayModeBar": False}, key="plotly_preload")

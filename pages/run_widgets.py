@@ -3,17 +3,18 @@
 import streamlit as st
 
 from core.views import run_views
-from pages.common import service, t
+from core.views.i18n import render_any
+from pages.common import language, service, t
 
 
 def outcome(run) -> None:
     """Why the run stopped and what to change: red for failed or diverged, amber for stopped early."""
     if run.status in ("failed", "diverged"):
-        st.error(f"**{t(f'train.outcome.{run.status}')}** {run.message}")
+        st.error(f"**{t(f'train.outcome.{run.status}')}** {run_views.message(run, language())}")
     elif run.status in ("interrupted", "cancelled"):
-        st.warning(f"**{t(f'train.outcome.{run.status}')}** {run.message}")
+        st.warning(f"**{t(f'train.outcome.{run.status}')}** {run_views.message(run, language())}")
     elif run.message:
-        st.info(run.message)
+        st.info(run_views.message(run, language()))
 
 
 def figures(run, per_row: int = 4) -> None:
@@ -30,7 +31,7 @@ def resume(run) -> bool:
     try:
         service().resume(run.id)
     except ValueError as error:  # e.g. its saved state is gone; the sentence says what to do instead
-        st.error(str(error))
+        st.error(render_any(error, language()))
         return False
     service().ensure_scheduler()
     return True

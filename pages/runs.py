@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.jobs import disk
 from core.views import plots, run_views, train_form
+from core.views.i18n import render_any
 from pages import run_widgets
 from pages.common import language, require_frame, select_run, service, t
 
@@ -59,7 +60,7 @@ def free_disk_space(run, column) -> None:
             try:
                 freed = disk.prune(service().store, run.id, keep="views")
             except disk.PruneRefused as error:  # it was resumed since the table was drawn
-                st.error(str(error))
+                st.error(error.render(language()))
                 return
             st.session_state["runs.pruned"] = {"id": run.id, "freed": freed}
             st.rerun()
@@ -75,7 +76,7 @@ def pruned_message(run) -> None:
 
 def details(run) -> None:
     """One run: its outcome and figures, buttons to reuse it, downloads, freeing disk space and delete."""
-    st.subheader(t("runs.run_title", id=run.id, name=run.name or run_views.network_summary(run.spec)))
+    st.subheader(t("runs.run_title", id=run.id, name=run.name or run_views.network_summary(run.spec, language())))
     pruned_message(run)
     run_widgets.outcome(run)
     if run.epochs_done:
@@ -110,7 +111,7 @@ def details(run) -> None:
             try:
                 service().store.delete(run.id)
             except ValueError as error:  # it started running since the table was drawn
-                st.error(str(error))
+                st.error(render_any(error, language()))
                 return
             if st.session_state.selected_run == run.id:
                 select_run(None)

@@ -9,6 +9,7 @@ from core.model.vocabulary import SpecError
 from core.training.presets import DEFAULT_PRESET
 from core.training.presets import get as get_preset
 from core.training.settings import SettingsError
+from core.views.i18n import render_any
 from core.views import builder_state, plots, run_views, train_form
 from pages import run_widgets
 from pages.common import device_label, language, require_frame, save_draft, select_run, service, t
@@ -86,7 +87,7 @@ def augmentation_preview(values: dict) -> None:
     try:
         st.image(preview(values["dataset"], augmentation), caption=t("train.preview_caption"))
     except ValueError as error:
-        st.error(str(error))
+        st.error(render_any(error, language()))
 
 
 def live_view(run_id: int, polling: bool) -> None:
@@ -137,7 +138,7 @@ def start(network: dict, values: dict, name: str) -> None:
     try:
         run_id = service().submit(network, settings, owner=st.session_state.owner, name=name)
     except (SpecError, SettingsError) as error:
-        st.error(str(error))
+        st.error(error.render(language()))
         return
     service().ensure_scheduler()
     select_run(run_id)
@@ -216,13 +217,13 @@ with form_column:
     st.session_state.settings = values
     settings, error = train_form.parse(values)
     if error is not None:
-        slots.get(error.field_name, st).error(t("train.invalid", field=t(f"train.field.{error.field_name}"), message=error))
+        slots.get(error.field_name, st).error(error.render(language()))
     network = current_network()
-    parameters, problem = train_form.check_network(network, values["dataset"])
-    summary.markdown(t("train.network", summary=run_views.network_summary(network), parameters=f"{parameters:,}"))
+    parameters, problem = train_form.check_network(network, values["dataset"], language())
+    summary.markdown(t("train.network", summary=run_views.network_summary(network, language()), parameters=f"{parameters:,}"))
     with actions:
         if problem or error:
-            st.error(problem or t("train.invalid", field=t(f"train.field.{error.field_name}"), message=error))
+            st.error(problem or error.render(language()))
         else:
             time_estimate(network, values)
         suggested = default_name(unedited)

@@ -91,7 +91,7 @@ def test_an_impossible_kernel_shows_the_error_on_that_layer(app):
     assert not app.exception
     errors = [error.value for error in app.error]
     assert len(errors) == 2, "one on top of the table, one inside the layer's card"
-    assert all("Layer 1 (conv): 'kernel_size' is 40" in error for error in errors)
+    assert all("Layer 1 (conv): Kernel size f is 40" in error for error in errors)
     assert any(error.startswith("Layer 1 (Convolution") for error in errors), "on top: which layer"
     assert any(error.startswith("This layer has a problem") for error in errors), "in the card"
     assert total_shown(app) is None
@@ -247,7 +247,7 @@ def test_loading_a_json_file(app):
         (HOSTILE_JSON["5000-digit-integer"].encode(), "thousands of digits"),
         (HOSTILE_JSON["4000-digit-integer"].encode(), "far more than its maximum"),
         (json.dumps({"layers": [{"kind": "dense"}] * 20_000}).encode(), "at most 100"),
-        (HOSTILE_JSON["name-a-list"].encode(), "'name' must be text"),
+        (HOSTILE_JSON["name-a-list"].encode(), "name must be text"),
     ],
     ids=["not-json", "unknown-kind", "unhashable-kind", "nested", "5000-digits", "4000-digits", "20000-layers", "name-a-list"],
 )

@@ -105,7 +105,9 @@ def test_invalid_setting_shows_next_to_its_field(app_store):
     at = open_page("pages/train.py", **logistic_state())
     at.number_input(key="train.learning_rate").set_value(0.0).run()
     assert not at.exception
-    assert any("learning_rate" in error.value for error in at.error)
+    # Named as the form names it ("Learning rate η"), not by its code name.
+    assert any(i18n.translate("en", "train.field.learning_rate") in error.value for error in at.error)
+    assert not any("learning_rate" in error.value for error in at.error)
     assert at.button(key="train.submit").disabled
 
 

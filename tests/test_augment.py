@@ -2,12 +2,14 @@
 (slicing, torch.rot90, the Gaussian formula) or an invariant (identity, ink, repeatability)."""
 
 import math
+import re
 
 import pytest
 import torch
 
 from core.data.augment import (
     Augmentation,
+    AugmentationError,
     affine,
     augment,
     displace,
@@ -17,6 +19,7 @@ from core.data.augment import (
     random_displacement,
     shift,
 )
+from core.errors import translate
 
 
 def ring_digit(count: int = 1, size: int = 28) -> torch.Tensor:
@@ -276,9 +279,13 @@ def test_same_seed_repeats_and_different_seed_differs():
     ],
 )
 def test_validate_rejects_bad_values_naming_the_field(settings, field):
-    with pytest.raises(ValueError, match=field):
-        Augmentation(**settings).validate()
-    with pytest.raises(ValueError, match=field):
+    # The message names the field by its label on the Train page ("Zoom ±"), in either language.
+    for language in ("en", "ko"):
+        label = re.escape(translate(language, f"train.field.{field}"))
+        with pytest.raises(AugmentationError) as caught:
+            Augmentation(**settings).validate()
+        assert re.search(label, caught.value.render(language))
+    with pytest.raises(ValueError, match=re.escape(translate("en", f"train.field.{field}"))):
         augment(torch.rand(1, 1, 28, 28), Augmentation(**settings))
 
 

@@ -121,10 +121,10 @@ def test_check_editable_lets_through_what_validation_explains():
         ({"layers": [{"kind": "dense", "activation": "swish"}]}, "Choose one of"),
         ({"layers": [{"kind": "dropout", "p": float("nan")}]}, "must be a number"),
         ({"layers": [], "normalize": "yes"}, "true or false"),
-        ({"layers": [], "optimizer": "sgd"}, "Unknown network setting"),
-        ({"layer": []}, "'layers' list"),
+        ({"layers": [], "optimizer": "sgd"}, "settings LayerLab does not know"),
+        ({"layer": []}, '"layers" list'),
         ({"layers": [{"kind": "dense"}] * (vocabulary.MAX_LAYERS + 1)}, "at most"),
-        ("dense", "'layers' list"),
+        ("dense", '"layers" list'),
     ],
 )
 def test_check_editable_refuses_what_the_editor_cannot_show(spec, words):

@@ -173,7 +173,7 @@ def test_random_bytes_are_refused(tmp_path):
 
 
 def test_a_missing_file_is_refused(tmp_path):
-    with pytest.raises(CheckpointError, match="No checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         checkpoint.load(tmp_path / "absent.safetensors")
 
 

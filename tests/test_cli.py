@@ -202,7 +202,7 @@ def test_eval_confusion_matrix_matches_the_stored_test_accuracy(trained, mnist):
 
 
 def test_train_with_impossible_setting_exits_2(commands, folders):
-    assert_one_line_error(commands["train-negative-rate"], "'learning_rate'", "-1", "above 0")
+    assert_one_line_error(commands["train-negative-rate"], "Learning rate η", "-1", "above 0")
     commands["show-missing-run"]  # The other command sharing this runs directory has finished too.
     assert RunStore(folders["empty"]).list() == []  # Nothing was queued.
 
@@ -264,7 +264,7 @@ def test_a_damaged_runs_database_exits_2_saying_what_to_do(faults, command):
     damaged = faults["damaged"]
     result = faults["commands"][f"damaged-{' '.join(command)}"]
     assert_one_line_error(
-        result, f"The runs database {damaged / 'runs.sqlite'} is damaged (file is not a database).",
+        result, f"The runs database {damaged / 'runs.sqlite'} is damaged.",
         "Move it away to start a fresh one", f"{damaged}/<id>/ are kept",
     )
     assert (damaged / "runs.sqlite").read_bytes() == b"not a database at all " * 200  # Left for the learner to move.

@@ -142,7 +142,7 @@ def test_pruning_keeps_the_resume_state_of_a_run_that_can_resume_and_refuses_bus
 
     JobService(store).resume(run_id)  # still resumable; now it is queued for a worker
     before = file_names(store, run_id)
-    with pytest.raises(disk.PruneRefused, match="queued; wait until it finishes"):
+    with pytest.raises(disk.PruneRefused, match="queued: wait until it finishes"):
         disk.prune(store, run_id)
     store.update(run_id, status="running")
     with pytest.raises(disk.PruneRefused, match="running"):

@@ -1,6 +1,6 @@
 """Property-based tests: whatever a file, a link, the CLI or a Python caller hands in, every reader of
 networks and settings either accepts it or refuses it with one of our errors (`LayerLabError`),
-within a second; and any settings that validate make an augmentation that validates.
+within a second, with a message that also reads as Korean; and any settings that validate make an augmentation that validates.
 
 The values are arbitrary JSON (None, booleans, integers up to thousands of digits, floats with
 NaN and infinities, text, lists and objects, nested), plus objects shaped like specs and settings
@@ -27,6 +27,7 @@ from core.model import vocabulary
 from core.training import settings as training_settings
 from core.training.settings import TrainSettings
 from core.views import builder_state as builder
+from tests.message_checks import assert_reads_korean
 
 FUZZ = settings(
     max_examples=200,
@@ -116,11 +117,11 @@ deep = st.integers(min_value=1, max_value=5000).map(_deeply_nested)
 
 
 def refuses_only_with_our_errors(call, *arguments) -> None:
-    """Call; success is fine and so is a LayerLabError; anything else fails the test."""
+    """Call; success is fine and so is a LayerLabError that also reads as Korean; anything else fails the test."""
     try:
         call(*arguments)
-    except LayerLabError:
-        pass
+    except LayerLabError as error:
+        assert_reads_korean(error)
 
 
 def pack(text: str) -> str:

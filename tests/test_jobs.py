@@ -291,7 +291,7 @@ def test_runs_whose_worker_is_gone_show_as_interrupted_on_the_next_look(store):
     # One run read on its own (`runs show`, a run page) is ended too, with no scheduler running.
     assert service.run(killed).status == "interrupted"
     statuses = {run.id: run for run in service.runs()}
-    assert statuses[killed].status == "interrupted" and "2 finished epoch(s)" in statuses[killed].message
+    assert statuses[killed].status == "interrupted" and "2 finished epochs" in statuses[killed].message
     assert statuses[killed].worker_pid is None
     assert statuses[reused].status == "interrupted"
     assert statuses[slow_start].status == "running"

@@ -200,7 +200,9 @@ def test_table_rows_show_the_stored_numbers(store):
     assert finished["test_accuracy"] == pytest.approx(89.8)
     assert finished["epochs"] == "1/3" and finished["time"] == "0:03" and finished["parameters"] == 1234
     assert finished["status"] == translate("ko", "common.status.succeeded")
-    assert finished["network"] == vocabulary.summarize_network(NETWORK)
+    # The network line speaks the table's language: layer names from the catalogs, not code names.
+    assert finished["network"] == "합성곱 20 × 5×5 → 최대 풀링 2×2 → 완전 연결 100 → 출력 소프트맥스 10"
+    assert run_views.table_rows(runs)[1]["network"] == vocabulary.summarize_network(NETWORK)
     assert math.isnan(rows[0]["test_accuracy"]) and rows[0]["dataset"] == translate("ko", "train.choice.fashion-mnist")
     assert [run.id for run in run_views.owned_by(runs, "ada")] == [first]
 

@@ -450,9 +450,11 @@ def test_a_damaged_database_is_a_storage_error_naming_it(tmp_path):
     with pytest.raises(StorageError) as raised:
         RunStore(tmp_path)
     assert str(raised.value) == (
-        f"The runs database {tmp_path / 'runs.sqlite'} is damaged (file is not a database). Move it away to start a "
-        f"fresh one; runs' files in {tmp_path}/<id>/ are kept."
+        f"The runs database {tmp_path / 'runs.sqlite'} is damaged. Move it away to start a "
+        f"fresh one; the runs' files in {tmp_path}/<id>/ are kept."
     )
+    # SQLite's own words are for the log, not the sentence a learner reads.
+    assert raised.value.detail == "file is not a database"
     assert (tmp_path / "7").is_dir()  # Nothing was removed.
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from core.data.bounds import AUGMENTATION_BOUNDS, MNIST_SIDE, shown
-from core.errors import LayerLabError
+from core.errors import LayerLabError, Message
 
 # The Gaussian kernel is cut off at three standard deviations, like scipy.ndimage's
 # gaussian_filter(truncate=3.0), which the common Simard 2003 re-implementations call.
@@ -57,32 +57,24 @@ class Augmentation:
     def validate(self) -> None:
         """Raise AugmentationError, naming the field and its valid range, for any setting out of range."""
         if isinstance(self.shift_pixels, bool) or not isinstance(self.shift_pixels, int):
-            raise AugmentationError(
-                f"shift_pixels must be a whole number of pixels, got {shown(self.shift_pixels)}. "
-                "Use 1 or 2 (Nielsen's expand_mnist.py shifts by 1)."
-            )
+            raise AugmentationError("augment.shift_not_whole", setting="shift_pixels", value=shown(self.shift_pixels))
         for name in AUGMENTATION_BOUNDS:
             _check_range(name, getattr(self, name))
 
 
-# What to try instead, per field, after the range an out-of-range value missed.
-ADVICE = {
-    "shift_pixels": f"A shift of {MNIST_SIDE} moves a {MNIST_SIDE}x{MNIST_SIDE} digit out of the frame; use 1 or 2.",
-    "rotation_degrees": "Use 10 to 15 for digits.",
-    "scale": "Use 0.1 for zooms between 0.9 and 1.1.",
-    "skew": "Use 0.1 to 0.3 for a slight slant.",
-    "elastic_alpha": "Use 0 (off) or about 34 (Simard 2003).",
-    "elastic_sigma": "Use about 4 (Simard 2003); smaller values give jagged, noisy distortions.",
-}
+# What to try instead, per field, after the range an out-of-range value missed: the catalogs'
+# "message.augment.advice.<field>" sentences (a shift of MNIST_SIDE pixels moves a digit out of its frame).
+ADVICE = {name: f"augment.advice.{name}" for name in AUGMENTATION_BOUNDS}
 
 
 def _check_range(name: str, value: object) -> None:
     """Reject a value that is not a finite real number inside the field's AUGMENTATION_BOUNDS range."""
     bound = AUGMENTATION_BOUNDS[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
-        raise AugmentationError(f"{name} must be a finite number, got {shown(value)}.")
+        raise AugmentationError("augment.not_finite", setting=name, value=shown(value))
     if not bound.contains(value):
-        raise AugmentationError(f"{name} must lie in {bound.interval_text()}, got {shown(value)}. {ADVICE[name]}")
+        advice = Message(ADVICE[name], {"side": MNIST_SIDE})
+        raise AugmentationError("augment.out_of_range", setting=name, value=shown(value), interval=bound.interval_text(), advice=advice)
 
 
 def augment(

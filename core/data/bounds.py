@@ -13,6 +13,8 @@ import math
 import reprlib
 from dataclasses import dataclass
 
+from core.errors import Message
+
 # A shift of 28 pixels moves a 28x28 MNIST digit entirely out of its frame.
 MNIST_SIDE = 28
 # A skew (shear) factor of 1 already slants vertical strokes by 45 degrees.
@@ -28,8 +30,14 @@ class _ShortRepr(reprlib.Repr):
     def repr_int(self, value: int, level: int) -> str:
         if abs(value) < _LARGEST_SHOWN_INTEGER:
             return repr(value)
-        digits = int(value.bit_length() * math.log10(2)) + 1
-        return f"<a {'negative ' if value < 0 else ''}number of about {digits:,} digits>"
+        # In scientific notation, which reads the same in every language (Python refuses str()
+        # past 4,300 digits): 10**5000 + 7 is 1.000e5000.
+        size = abs(value)
+        digits = int(size.bit_length() * math.log10(2)) + 1
+        while 10 ** (digits - 1) > size:
+            digits -= 1
+        head = str(size // 10 ** (digits - 4))
+        return f"{'-' if value < 0 else ''}{head[0]}.{head[1:]}e{digits - 1}"
 
 
 _REPR = _ShortRepr()
@@ -41,7 +49,7 @@ def shown(value: object) -> str:
     try:
         return _REPR.repr(value)
     except Exception:  # A value whose own __repr__ fails (never one from JSON) is named by its type.
-        return f"<a {type(value).__name__}>"
+        return f"<{type(value).__name__}>"
 
 
 def number_text(value: float) -> str:
@@ -61,17 +69,17 @@ class Bound:
     def contains(self, value: float) -> bool:
         return self.problem(value) is None
 
-    def problem(self, value: float) -> str | None:
-        """None when `value` lies inside, else what it must be, e.g. 'must be at least 1'.
+    def problem(self, value: float) -> Message | None:
+        """None when `value` lies inside, else a sentence saying what it must be ("It must be at least 1.").
 
         `value` must be a real number (an int or a float; NaN lies outside every bound).
         """
         if isinstance(value, float) and math.isnan(value):
-            return "must be a finite number"
+            return Message("bound.not_finite")
         if (value <= self.minimum) if self.above_minimum else (value < self.minimum):
-            return f"must be {'above' if self.above_minimum else 'at least'} {number_text(self.minimum)}"
+            return Message("bound.above" if self.above_minimum else "bound.at_least", {"limit": number_text(self.minimum)})
         if (value >= self.maximum) if self.below_maximum else (value > self.maximum):
-            return f"must be {'below' if self.below_maximum else 'at most'} {number_text(self.maximum)}"
+            return Message("bound.below" if self.below_maximum else "bound.at_most", {"limit": number_text(self.maximum)})
         return None
 
     def interval_text(self) -> str:

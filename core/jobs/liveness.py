@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+from core.errors import counted
 from core.jobs.store import Run, RunStore
 
 STALE_SECONDS = 30.0  # a run whose worker cannot be checked by pid is lost once its heartbeat (written every second) is this old
@@ -76,12 +77,9 @@ def reconcile(store: RunStore, owned_pids: frozenset[int] = frozenset()) -> list
         if (run.worker_pid and run.worker_pid in owned_pids) or not worker_gone(run, now):
             continue
         if run.cancel_requested:
-            status, message = "cancelled", f"Cancelled; the {run.epochs_done} finished epoch(s) are kept."
+            status, message = "cancelled", counted("run.cancelled", run.epochs_done)
         else:
-            status, message = "interrupted", (
-                f"The training process stopped without finishing (the server restarted or the process was killed) after "
-                f"{run.epochs_done} finished epoch(s), which are kept. Resume it to continue."
-            )
+            status, message = "interrupted", counted("run.process_stopped", run.epochs_done)
         if store.transition(run.id, ("running",), status=status, message=message, finished_at=now, worker_pid=None):
             orphaned.append(run.id)
     return orphaned

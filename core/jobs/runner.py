@@ -25,6 +25,7 @@ import torch
 
 from core.data import datasets
 from core.jobs import disk
+from core.errors import LayerLabError, Message, counted
 from core.jobs.store import RunStore
 from core.model import network as networks
 from core.probes import recording
@@ -137,18 +138,19 @@ class StoreCallbacks(Callbacks):
         self._heartbeat.join(timeout=5)
 
 
-def failure_message(error: BaseException, settings: TrainSettings, log: Path | None = None) -> str:
-    """Turn an exception into a sentence a learner can act on; `log` is where its traceback went."""
+def failure_message(error: BaseException, settings: TrainSettings, log: Path | None = None) -> Message:
+    """Turn an exception into a sentence a learner can act on (a `Message`, so it shows in any language); `log` is where its traceback went."""
     if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower():
         device = pick_device(settings.device)
-        return (
-            f"Out of memory on {device} with batch size {settings.batch_size}. Lower the batch size "
-            f"(e.g. to {max(1, settings.batch_size // 2)}) or use a smaller network."
-        )
+        return Message("run.out_of_memory", {"device": str(device), "batch": settings.batch_size, "half": max(1, settings.batch_size // 2)})
+    if isinstance(error, LayerLabError):
+        return error.message
     if isinstance(error, (ValueError, LookupError)):
         return str(error)
-    where = f"see {log}" if log else "see the traceback printed with it"
-    return f"The run crashed: {type(error).__name__}: {error}. Its finished epochs are kept; {where} for details."
+    # The exception's own text is for the log (printed there), not for the learner.
+    if log:
+        return Message("run.crashed_logged", {"kind": type(error).__name__, "log": str(log)})
+    return Message("run.crashed", {"kind": type(error).__name__})
 
 
 def execute(
@@ -228,9 +230,9 @@ def _outcome(
         return result.status, result.message
     if isinstance(error, KeyboardInterrupt) and store.cancel_requested(run_id):
         # The job service stops a worker that has not honoured a cancel in time; it is still a cancel.
-        return "cancelled", f"Cancelled; the {store.get(run_id, with_metrics=False).epochs_done} finished epoch(s) are kept."
+        return "cancelled", counted("run.cancelled", store.get(run_id, with_metrics=False).epochs_done)
     if isinstance(error, KeyboardInterrupt):
-        return "interrupted", "Interrupted; resume it to continue from its last finished epoch."
+        return "interrupted", Message("run.interrupted")
     traceback.print_exc()
     return "failed", failure_message(error, settings or TrainSettings(), log)
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
+from core.errors import Message, counted
 from core.jobs.liveness import reconcile
 from core.jobs.locks import LOCK_WAIT_SECONDS, held, lock_path, release, start_lock_path, take_lock
 from core.jobs.service import queued_run_ids
@@ -190,7 +191,7 @@ class Scheduler:
         try:
             worker = self._launch(run, slot)
         except Exception as error:  # E.g. no memory left for a new process: fail this run, keep serving.
-            message = f"The job service could not start a worker: {error}"
+            message = Message("run.no_worker", {"cause": str(error)})  # the cause is kept for whoever reads the database
             self.store.transition(run_id, ("running",), status="failed", message=message, finished_at=time.time())
             return False
         self.workers[run_id] = worker
@@ -237,22 +238,16 @@ class Scheduler:
         self.store.transition(run_id, ("running",), status=status, message=message, finished_at=time.time(), worker_pid=None)
 
     def _exit_outcome(self, run: Run, exitcode: int | None) -> tuple[str, str]:
-        kept = f"Its {run.epochs_done} finished epoch(s) and best checkpoint are kept"
+        kept = counted("run.kept", run.epochs_done)
         if run.cancel_requested:
-            return "cancelled", f"Cancelled; the {run.epochs_done} finished epoch(s) are kept."
+            return "cancelled", counted("run.cancelled", run.epochs_done)
         if exitcode is not None and exitcode < 0:
             how = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else f"signal {-exitcode}"
-            return "interrupted", (
-                f"The training process was killed ({how}) during epoch {run.epochs_done + 1}. {kept}; resume it to continue. "
-                "If this keeps happening the machine may be running out of memory: lower the batch size or use a smaller network."
-            )
+            return "interrupted", Message("run.killed", {"signal": how, "epoch": run.epochs_done + 1, "kept": kept})
         if self.stopping:
-            return "interrupted", f"The job service stopped during epoch {run.epochs_done + 1}. {kept}; resume it to continue."
+            return "interrupted", Message("run.service_stopped", {"epoch": run.epochs_done + 1, "kept": kept})
         log = self.store.run_directory(run.id) / "worker.log"
-        return "failed", (
-            f"The training process exited with code {exitcode} during epoch {run.epochs_done + 1} without saying why "
-            f"(see {log}). {kept}; resume it to continue."
-        )
+        return "failed", Message("run.exited", {"code": exitcode, "epoch": run.epochs_done + 1, "log": str(log), "kept": kept})
 
     def shutdown(self, timeout: float = 20.0) -> None:
         """Stop every worker; their runs end `interrupted` (or `cancelled`) and can be resumed."""

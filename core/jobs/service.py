@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from core.errors import Message
 from core.jobs.liveness import reconcile
 from core.jobs.locks import held, scheduler_pid, scheduler_running, start_lock_path
-from core.jobs.store import FINISHED, Run, RunStore
+from core.jobs.store import FINISHED, Run, RunNotResumable, RunStore
 from core.training.settings import TrainSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ class JobService:
 
         A running run stops within 2 s when a scheduler serves it, keeping its finished epochs and best checkpoint.
         """
-        if self.store.transition(run_id, ("queued",), status="cancelled", message="Cancelled before it started.", finished_at=time.time()):
+        if self.store.transition(run_id, ("queued",), status="cancelled", message=Message("run.cancelled_before_start"), finished_at=time.time()):
             return "cancelled"
         run = self.store.get(run_id, with_metrics=False)
         if run.status != "running":
@@ -73,9 +74,9 @@ class JobService:
         """Queue an interrupted, cancelled or failed run to continue after its last finished epoch."""
         run = self.store.get(run_id, with_metrics=False)
         if run.status not in ("interrupted", "cancelled", "failed"):
-            raise ValueError(f"Run {run_id} is {run.status}; only interrupted, cancelled or failed runs can be resumed.")
+            raise RunNotResumable("resume.wrong_status", run=run_id, status=run.status)
         if not self.store.resume_state_path(run_id).is_file():
-            raise ValueError(f"Run {run_id} never finished an epoch, so there is nothing to resume. Train it again instead.")
+            raise RunNotResumable("resume.no_state", run=run_id)
         self.store.transition(
             run_id, ("interrupted", "cancelled", "failed"), status="queued", resume_requested=1, cancel_requested=0, message=""
         )
@@ -114,7 +115,7 @@ class JobService:
         Ctrl-C cancels the run cleanly; its finished epochs are kept.
         """
         if not self.store.transition(run_id, ("queued",), status="running", started_at=time.time(), heartbeat_at=time.time()):
-            raise ValueError(f"Run {run_id} is not queued any more.")
+            raise RunNotResumable("run.not_queued", run=run_id)
         from core.jobs import runner  # torch: only training here needs it
 
         outcome: dict[str, str] = {}

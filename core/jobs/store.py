@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from core.errors import LayerLabError
+from core.errors import LayerLabError, Message, render
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Statuses a run moves through; the last five are final until a resume.
@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS runs (
     spec TEXT NOT NULL,              -- the network spec as JSON
     settings TEXT NOT NULL,          -- TrainSettings as JSON
     status TEXT NOT NULL,
-    message TEXT NOT NULL DEFAULT '',-- a sentence for the learner: why it failed, diverged or stopped
+    message TEXT NOT NULL DEFAULT '',-- a sentence for the learner: why it failed, diverged or stopped (English)
+    message_code TEXT,               -- the same sentence as a message code, rendered in the reader's language
+    message_params TEXT,             -- that message's parameters as JSON
     device TEXT NOT NULL DEFAULT '',
     parameters INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
@@ -88,8 +90,9 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status)
 
 
 # The schema version stored in the database header (`PRAGMA user_version`). Databases made
-# before versions were stored read 0; version 1 has every column of SCHEMA.
-SCHEMA_VERSION = 1
+# before versions were stored read 0; version 1 added resume_requested and metrics.ended_at;
+# version 2 keeps a run's message as a code and parameters (message_code, message_params).
+SCHEMA_VERSION = 2
 # How long a write waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_SECONDS = 30
 # SQLite's rowids are signed 64-bit integers; a larger id can name no run.
@@ -104,10 +107,15 @@ class RunStillRunning(LayerLabError, ValueError):
     """The run is running, so it cannot be deleted yet."""
 
 
+class RunNotResumable(LayerLabError, ValueError):
+    """The run cannot be resumed (or run here): its status does not allow it, or it has no saved state."""
+
+
 class StorageError(LayerLabError):
     """The runs database or directory cannot be used: damaged, read-only, full or missing.
 
-    The message names the runs directory and the cause in plain words. A transient busy lock is
+    The message names the runs directory and the problem in plain words (SQLite's or the
+    operating system's own words are in `detail`). A transient busy lock is
     not one of these: the busy timeout absorbs it, and one that outlasts the timeout stays a
     `sqlite3.OperationalError` ("database is locked").
     """
@@ -124,7 +132,7 @@ class Run:
     spec: dict
     settings: dict
     status: str
-    message: str
+    message: str  # the English sentence; `message_in(language)` renders it in another language
     device: str
     parameters: int
     created_at: float
@@ -140,11 +148,19 @@ class Run:
     best_validation_accuracy: float | None
     test_accuracy: float | None
     seconds: float
+    message_code: str | None = None  # None for a message stored as text only (older rows, plain notes)
+    message_params: dict = field(default_factory=dict)
     metrics: list[dict] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    def message_in(self, language: str) -> str:
+        """The run's message in `language`; a row stored before messages had codes shows its English text."""
+        if self.message_code:
+            return render(self.message_code, self.message_params, language)
+        return self.message
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -188,12 +204,12 @@ class RunStore:
         try:
             yield
         except sqlite3.DatabaseError as error:
-            message = _database_problem(error, self.directory, self.database)
-            if message is None:  # A busy lock past the timeout, or a bug in a query: not the storage.
+            problem = _database_problem(error, self.directory, self.database)
+            if problem is None:  # A busy lock past the timeout, or a bug in a query: not the storage.
                 raise
-            raise StorageError(message) from error
+            raise problem from error
         except OSError as error:
-            raise StorageError(_directory_problem(error, self.directory)) from error
+            raise _directory_problem(error, self.directory) from error
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -253,7 +269,7 @@ class RunStore:
         """Set columns of a run; dict values are stored as JSON. A missing run is left alone."""
         if not values or not _possible_id(run_id):
             return
-        encoded = {name: json.dumps(value) if isinstance(value, dict) else value for name, value in values.items()}
+        encoded = _encoded(values)
         columns = ", ".join(f"{name} = ?" for name in encoded)
         with self._transaction() as connection:
             connection.execute(f"UPDATE runs SET {columns} WHERE id = ?", (*encoded.values(), run_id))
@@ -265,7 +281,7 @@ class RunStore:
         """
         if not _possible_id(run_id):
             return False
-        encoded = {name: json.dumps(value) if isinstance(value, dict) else value for name, value in values.items()}
+        encoded = _encoded(values)
         columns = ", ".join(f"{name} = ?" for name in encoded)
         marks = ",".join("?" for _ in from_statuses)
         with self._transaction() as connection:
@@ -330,7 +346,7 @@ class RunStore:
             deleted = connection.execute("DELETE FROM runs WHERE id = ? AND status != 'running'", (run_id,)).rowcount
             if not deleted:
                 exists = connection.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
-                raise RunStillRunning(f"Run {run_id} is still running. Cancel it first, then delete it.") if exists else _not_found(run_id)
+                raise RunStillRunning("store.still_running", run=run_id) if exists else _not_found(run_id)
             connection.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
         shutil.rmtree(self.run_directory(run_id), ignore_errors=True)
 
@@ -352,10 +368,13 @@ class RunStore:
         return sorted(self.run_directory(run_id).glob("epoch_*.safetensors"))
 
 
-# Columns added after the first release; older databases get them on open.
+# Columns added after the first release, with the schema version that added them; older
+# databases get them on open.
 ADDED_COLUMNS = (
-    ("runs", "resume_requested", "INTEGER NOT NULL DEFAULT 0"),
-    ("metrics", "ended_at", "REAL"),
+    (1, "runs", "resume_requested", "INTEGER NOT NULL DEFAULT 0"),
+    (1, "metrics", "ended_at", "REAL"),
+    (2, "runs", "message_code", "TEXT"),
+    (2, "runs", "message_params", "TEXT"),
 )
 
 
@@ -393,7 +412,7 @@ def _migrate(connection: sqlite3.Connection) -> None:
         if _schema_version(connection) < SCHEMA_VERSION:
             for statement in SCHEMA:
                 connection.execute(statement)
-            for table, column, declaration in ADDED_COLUMNS:
+            for _version, table, column, declaration in ADDED_COLUMNS:
                 # Databases made before versions were stored may have some of these already.
                 existing = {row["name"] for row in connection.execute(f"PRAGMA table_info({table})")}
                 if column not in existing:
@@ -421,7 +440,13 @@ def _possible_id(run_id: Any) -> bool:
 
 
 def _not_found(run_id: Any) -> RunNotFound:
-    return RunNotFound(f"There is no run {run_id}. `python -m core runs list` shows the runs there are.")
+    return RunNotFound("store.no_run", run=shown_id(run_id))
+
+
+def shown_id(run_id: Any) -> str:
+    """A run id as a message shows it, however long or odd the text someone typed."""
+    text = str(run_id)
+    return text if len(text) <= 30 else text[:30] + "…"
 
 
 # SQLite's primary result codes for storage trouble (the low byte of the extended code).
@@ -429,75 +454,51 @@ _DAMAGED_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _STORAGE_CODES = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_PERM)
 
 
-def _database_problem(error: sqlite3.DatabaseError, directory: Path, database: Path) -> str | None:
-    """A sentence for a storage failure reported by SQLite, or None when it is not one."""
+def _database_problem(error: sqlite3.DatabaseError, directory: Path, database: Path) -> StorageError | None:
+    """The StorageError for a storage failure reported by SQLite, or None when it is not one.
+
+    SQLite's own words go to the error's `detail` (for logs), not into the sentence.
+    """
     code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
     cause = str(error)
     if code in _DAMAGED_CODES:
-        return (
-            f"The runs database {database} is damaged ({cause}). Move it away to start a fresh one; "
-            f"runs' files in {directory}/<id>/ are kept."
-        )
+        return StorageError("store.damaged", detail=cause, database=str(database), directory=str(directory))
     if code == sqlite3.SQLITE_FULL:
-        return _full(directory, cause)
+        return StorageError("store.full", detail=cause, directory=str(directory))
     if code in _STORAGE_CODES:
         # SQLite says "unable to open" or "attempt to write a readonly database" for several
         # causes; the file system says which.
-        return _directory_state(directory, cause) or (
-            f"The runs database {database} cannot be opened or written ({cause}). Check that {directory} "
-            "exists and that LayerLab may write there, or point LAYERLAB_RUNS at another folder."
+        return _directory_state(directory, cause) or StorageError(
+            "store.cannot_open", detail=cause, database=str(database), directory=str(directory)
         )
     return None
 
 
-def _directory_problem(error: OSError, directory: Path) -> str:
-    """A sentence for a file-system failure on the runs directory."""
+def _directory_problem(error: OSError, directory: Path) -> StorageError:
+    """The StorageError for a file-system failure on the runs directory."""
     cause = error.strerror or str(error)
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return _full(directory, cause)
+        return StorageError("store.full", detail=cause, directory=str(directory))
     if error.errno == errno.EROFS:
-        return _read_only(directory, cause)
+        return StorageError("store.read_only", detail=cause, directory=str(directory))
     if error.errno in (errno.EACCES, errno.EPERM):
-        return (
-            f"LayerLab may not write in the runs directory {directory} ({cause}). Give this user write access, "
-            "or point LAYERLAB_RUNS at a folder it owns."
-        )
+        return StorageError("store.no_permission", detail=cause, directory=str(directory))
     if error.errno in (errno.ENOTDIR, errno.EEXIST):
-        return (
-            f"The runs directory {directory} cannot be made: part of that path is a file, not a folder ({cause}). "
-            "Point LAYERLAB_RUNS at a folder."
-        )
-    return _directory_state(directory, cause) or (
-        f"The runs directory {directory} cannot be used ({cause}). Check the disk and the folder's permissions."
-    )
+        return StorageError("store.not_a_folder", detail=cause, directory=str(directory))
+    return _directory_state(directory, cause) or StorageError("store.unusable", detail=cause, directory=str(directory))
 
 
-def _directory_state(directory: Path, cause: str) -> str | None:
-    """The read-only or full message when the file system holding `directory` is so."""
+def _directory_state(directory: Path, cause: str) -> StorageError | None:
+    """The read-only or full error when the file system holding `directory` is so."""
     try:
         state = os.statvfs(directory)
     except OSError:
         return None
     if state.f_flag & os.ST_RDONLY:
-        return _read_only(directory, cause)
+        return StorageError("store.read_only", detail=cause, directory=str(directory))
     if state.f_bavail == 0:
-        return _full(directory, cause)
+        return StorageError("store.full", detail=cause, directory=str(directory))
     return None
-
-
-def _read_only(directory: Path, cause: str) -> str:
-    return (
-        f"The runs directory {directory} is read-only ({cause}); LayerLab must write there even to list runs "
-        "(SQLite keeps its shared-memory and log files beside the database). Make it writable, or point "
-        "LAYERLAB_RUNS at a writable folder."
-    )
-
-
-def _full(directory: Path, cause: str) -> str:
-    return (
-        f"The disk holding {directory} is full ({cause}). Free some space (old runs' checkpoints in "
-        f"{directory}/<id>/ are the largest files) and try again."
-    )
 
 
 def _run_from_row(row: sqlite3.Row) -> Run:
@@ -507,4 +508,23 @@ def _run_from_row(row: sqlite3.Row) -> Run:
     values["progress"] = json.loads(values["progress"] or "{}")
     values["cancel_requested"] = bool(values["cancel_requested"])
     values["resume_requested"] = bool(values["resume_requested"])
+    values["message_params"] = json.loads(values["message_params"] or "{}")
     return Run(**values)
+
+
+def _encoded(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values as SQLite stores them: dicts as JSON, and a message as its English text plus its code and parameters.
+
+    `message` may be a `Message` or one of our errors (stored with code and parameters, so a
+    page renders it in its own language) or plain text (stored as text only, its code cleared).
+    """
+    encoded = {name: json.dumps(value) if isinstance(value, dict) else value for name, value in values.items()}
+    if "message" in values:
+        message = values["message"]
+        if isinstance(message, LayerLabError):
+            message = message.message
+        if isinstance(message, Message):
+            encoded.update(message=message.render(), message_code=message.code, message_params=json.dumps(message.params))
+        else:
+            encoded.update(message=str(message or ""), message_code=None, message_params=None)
+    return encoded

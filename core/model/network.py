@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from core.data.bounds import shown
+from core.errors import Message
 from core.model.vocabulary import (
     DATASET_STATISTICS,
     IMAGE_KINDS,
@@ -88,7 +89,7 @@ def validate(spec: dict | list, dataset: str = "mnist") -> Summary:
     the arithmetic below only produces a readable error before PyTorch would raise.
     """
     if not isinstance(dataset, str) or dataset not in DATASET_STATISTICS:
-        raise SpecError(f"Unknown dataset {shown(dataset)}. Choose one of: {', '.join(DATASET_STATISTICS)}.")
+        raise SpecError("spec.unknown_dataset", value=shown(dataset), choices=list(DATASET_STATISTICS))
     normalized = normalize_spec(spec)
     layers = normalized["layers"]
     summary = Summary(spec=normalized)
@@ -96,7 +97,7 @@ def validate(spec: dict | list, dataset: str = "mnist") -> Summary:
     # The dry run happens on the "meta" device: real shapes and parameter counts, but no memory,
     # so a spec far over MAX_PARAMETERS gets the sentence below instead of an allocation error.
     activations = torch.zeros((2, *INPUT_SHAPE), device="meta")
-    previous = "the input image"
+    previous = Message("spec.previous.input")
     for index, layer in enumerate(layers):
         _check_shape(index, layer, shape, previous)
         with torch.device("meta"):
@@ -106,52 +107,32 @@ def validate(spec: dict | list, dataset: str = "mnist") -> Summary:
             with torch.no_grad():
                 activations = block(activations)
         except RuntimeError as error:  # Defensive: the checks above should have caught it.
-            raise SpecError(f"Layer {index + 1} ({layer['kind']}) cannot run on its input {shape_text(shape)}: {error}", index)
+            raise SpecError("spec.cannot_run", index, detail=str(error), kind=layer["kind"], shape=shape_text(shape))
         shape = tuple(activations.shape[1:])
         parameters = sum(parameter.numel() for parameter in block.parameters())
         summary.rows.append(LayerRow(index, layer["kind"], describe_layer(layer), shape, parameters))
-        previous = f"layer {index + 1} ({layer['kind']})"
+        previous = Message("spec.previous.layer", {"layer": index + 1, "kind": layer["kind"]})
     if summary.total_parameters > MAX_PARAMETERS:
-        raise SpecError(
-            f"The network has {summary.total_parameters:,} parameters, more than the limit of {MAX_PARAMETERS:,}. "
-            "Use fewer units or filters, or add pooling before the dense layers.",
-        )
+        raise SpecError("spec.too_many_parameters", count=summary.total_parameters, limit=MAX_PARAMETERS)
     return summary
 
 
-def _check_shape(index: int, layer: dict, shape: tuple[int, ...], previous: str) -> None:
+def _check_shape(index: int, layer: dict, shape: tuple[int, ...], previous: Message) -> None:
     kind = layer["kind"]
-    where = f"Layer {index + 1} ({describe_layer(layer)})"
     if kind in IMAGE_KINDS and len(shape) != 3:
-        raise SpecError(
-            f"{where} needs an image (channels × height × width), but {previous} outputs a flat vector of {shape[0]}. "
-            "Put convolution and pooling layers before dense and flatten layers.",
-            index,
-        )
+        raise SpecError("spec.needs_image", index, kind=kind, previous=previous, size=shape[0])
     if kind == "conv":
         size = shape[1] + 2 * layer["padding"]
         if layer["kernel_size"] > size:
             raise SpecError(
-                f"{where} needs at least a {layer['kernel_size']}×{layer['kernel_size']} input but gets "
-                f"{shape[1]}×{shape[2]} from {previous}"
-                + (f" (padded to {size}×{size})" if layer["padding"] else "")
-                + ". Use a smaller kernel, add padding, or drop a pooling layer.",
-                index,
-                "kernel_size",
+                "spec.kernel_too_big_padded" if layer["padding"] else "spec.kernel_too_big", index, "kernel_size",
+                kind=kind, kernel=layer["kernel_size"], height=shape[1], width=shape[2], padded=size, previous=previous,
             )
         if layer["padding"] >= layer["kernel_size"]:
-            raise SpecError(
-                f"{where}: padding {layer['padding']} is not smaller than the kernel {layer['kernel_size']}, so the edges "
-                "would only see zeros. Use padding ≤ (kernel size − 1) / 2.",
-                index,
-                "padding",
-            )
+            raise SpecError("spec.padding_too_big", index, "padding", kind=kind, padding=layer["padding"], kernel=layer["kernel_size"])
     if kind in POOL_KINDS and layer["size"] > shape[1]:
         raise SpecError(
-            f"{where} pools {layer['size']}×{layer['size']} windows but gets only {shape[1]}×{shape[2]} from {previous}. "
-            "Use a smaller pool size or remove a pooling layer before it.",
-            index,
-            "size",
+            "spec.pool_too_big", index, "size", kind=kind, window=layer["size"], height=shape[1], width=shape[2], previous=previous
         )
 
 

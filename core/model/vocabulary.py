@@ -21,13 +21,12 @@ A spec looks like this (Nielsen ch. 6, the 98.78% network):
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from core.data.bounds import shown
-from core.errors import LayerLabError
+from core.errors import LayerLabError, did_you_mean
 
 # Input shape and class count per dataset; both datasets are 28x28 grey with 10 classes.
 INPUT_SHAPE = (1, 28, 28)
@@ -46,10 +45,15 @@ INITS = ("default", "nielsen", "zeros", "xavier", "he")
 
 
 class SpecError(LayerLabError, ValueError):
-    """A spec that cannot be built; `layer_index` is the 0-based offending layer, or None."""
+    """A spec that cannot be built; `layer_index` is the 0-based offending layer, or None.
 
-    def __init__(self, message: str, layer_index: int | None = None, field_name: str | None = None):
-        super().__init__(message)
+    The message parameter `layer` (1-based, as the page numbers layers) is added from `layer_index`.
+    """
+
+    def __init__(self, code: str, layer_index: int | None = None, field_name: str | None = None, **params: Any):
+        if layer_index is not None:
+            params.setdefault("layer", layer_index + 1)
+        super().__init__(code, **params)
         self.layer_index = layer_index
         self.field_name = field_name
 
@@ -143,22 +147,22 @@ def normalize_spec(spec: dict | list, *, editing: bool = False) -> dict:
     if isinstance(spec, list):
         spec = {"layers": spec}
     if not isinstance(spec, dict):
-        raise SpecError(f"A network spec must be a JSON object with a 'layers' list, not {type(spec).__name__}.")
+        raise SpecError("spec.not_object")
     layers = spec.get("layers")
     if not isinstance(layers, list):
-        raise SpecError("The network needs a 'layers' list, e.g. [{\"kind\": \"dense\", \"units\": 100}, {\"kind\": \"output\"}].")
+        raise SpecError("spec.no_layers")
     unknown = set(spec) - {"layers", "normalize", "name"}
     if unknown:
-        raise SpecError(f"Unknown network setting(s): {_names(unknown)}. Allowed: layers, normalize, name.")
+        raise SpecError("spec.unknown_settings", names=_names(unknown))
     if len(layers) > MAX_LAYERS:
-        raise SpecError(f"The network has {len(layers):,} layers, but a network can have at most {MAX_LAYERS}.")
+        raise SpecError("spec.too_many_layers", count=len(layers), limit=MAX_LAYERS)
     if not layers and not editing:
-        raise SpecError("The network is empty. Add at least an output layer.")
+        raise SpecError("spec.empty")
     normalize = spec.get("normalize", True)
     if not isinstance(normalize, bool):
-        raise SpecError(f"'normalize' must be true or false, not {shown(normalize)}.")
+        raise SpecError("spec.normalize_not_switch", value=shown(normalize))
     if "name" in spec and not isinstance(spec["name"], str):
-        raise SpecError(f"The network's 'name' must be text, not {shown(spec['name'])}.")
+        raise SpecError("spec.name_not_text", value=shown(spec["name"]))
     normalized_layers = [_normalize_layer(index, layer, editing) for index, layer in enumerate(layers)]
     if not editing:
         _check_order(normalized_layers)
@@ -168,72 +172,73 @@ def normalize_spec(spec: dict | list, *, editing: bool = False) -> dict:
     return result
 
 
-def _names(keys: set) -> str:
-    """Unknown keys for a message, sorted and shortened, whatever their type."""
+def _names(keys: set) -> list[str]:
+    """Unknown keys for a message, sorted and at most five of them (then "…"), whatever their type."""
     texts = sorted(key if isinstance(key, str) and len(key) <= 40 else shown(key) for key in keys)
-    return ", ".join(texts[:5]) + (f" and {len(texts) - 5} more" if len(texts) > 5 else "")
+    return texts[:5] + (["…"] if len(texts) > 5 else [])
 
 
 def _normalize_layer(index: int, layer: Any, editing: bool = False) -> dict:
-    where = f"Layer {index + 1}"
     if not isinstance(layer, dict):
-        raise SpecError(f"{where} must be an object like {{\"kind\": \"dense\", \"units\": 100}}, not {shown(layer)}.", index)
+        raise SpecError("spec.layer_not_object", index, value=shown(layer))
     kind = layer.get("kind")
     if not isinstance(kind, str) or kind not in LAYER_FIELDS:
-        hint = difflib.get_close_matches(kind, LAYER_FIELDS, n=1) if isinstance(kind, str) else []
-        suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
         raise SpecError(
-            f"{where} has an unknown kind {shown(kind)}.{suggestion} Known kinds: {', '.join(LAYER_FIELDS)}.", index, "kind"
+            "spec.unknown_kind", index, "kind", value=shown(kind), hint=did_you_mean(kind, LAYER_FIELDS), kinds=list(LAYER_FIELDS)
         )
     fields = LAYER_FIELDS[kind]
     result: dict[str, Any] = {"kind": kind}
     for name in layer:
         if name != "kind" and name not in fields:
-            hint = difflib.get_close_matches(name, fields, n=1) if isinstance(name, str) else []
-            suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
-            allowed = ", ".join(fields) or "none"
             shown_name = f"'{name}'" if isinstance(name, str) and len(name) <= 40 else shown(name)
-            raise SpecError(f"{where} ({kind}) has no field {shown_name}.{suggestion} Its fields: {allowed}.", index, name)
+            if not fields:
+                raise SpecError("spec.no_fields", index, name, kind=kind, name=shown_name)
+            raise SpecError(
+                "spec.unknown_field", index, name, kind=kind, name=shown_name, hint=did_you_mean(name, fields), fields=list(fields)
+            )
     for name, spec_field in fields.items():
         value = layer.get(name, spec_field.default)
-        result[name] = check_value(f"{where} ({kind}): '{name}'", value, spec_field, index, name, editing)
+        result[name] = check_value(value, spec_field, index, name, kind, editing)
     return result
 
 
-def check_value(label: str, value: Any, spec_field: Field, index: int | None = None, name: str | None = None,
-                allow_above_maximum: bool = False) -> Any:
+def check_value(value: Any, spec_field: Field, index: int, name: str, kind: str, allow_above_maximum: bool = False) -> Any:
     """`value` as field `spec_field` holds it (an int, a float, a choice or None), or SpecError saying why not.
 
-    `label` starts the message, e.g. "Layer 2 (conv): 'kernel_size'". With `allow_above_maximum`
-    (the Build editor) a number above the field's maximum is let through, up to MAX_EDITABLE_NUMBER.
+    The message names layer `index` (of `kind`) and the field `name` by its label. With
+    `allow_above_maximum` (the Build editor) a number above the field's maximum is let
+    through, up to MAX_EDITABLE_NUMBER.
     """
     if value is None and spec_field.optional:
         return None
+
+    def refused(code: str, **params: Any) -> SpecError:
+        return SpecError(f"spec.field.{code}", index, name, kind=kind, field=name, value=shown(value), **params)
+
     if spec_field.type is str:
         if not isinstance(value, str) or value not in (spec_field.choices or ()):
-            hint = difflib.get_close_matches(value, spec_field.choices or (), n=1) if isinstance(value, str) else []
-            suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
-            raise SpecError(f"{label} is {shown(value)}.{suggestion} Choose one of: {', '.join(spec_field.choices or ())}.", index, name)
+            hint = did_you_mean(value, spec_field.choices or ())
+            raise refused("not_choice", hint=hint, choices=list(spec_field.choices or ()))
         return value
     real = isinstance(value, (int, float)) and not isinstance(value, bool)
     if spec_field.type is int:
         if not real or (isinstance(value, float) and not value.is_integer()):
-            raise SpecError(f"{label} must be a whole number, not {shown(value)}.", index, name)
+            raise refused("not_whole")
         value = int(value)
     else:
         if not real or not _finite(value):
-            raise SpecError(f"{label} must be a number, not {shown(value)}.", index, name)
+            raise refused("not_number")
         value = float(value)
     if spec_field.minimum is not None and value < spec_field.minimum:
-        raise SpecError(f"{label} is {shown(value)}, but it must be at least {spec_field.minimum:g}.", index, name)
+        raise refused("at_least", limit=f"{spec_field.minimum:g}")
     if allow_above_maximum:
         if value > MAX_EDITABLE_NUMBER:
-            raise SpecError(f"{label} is {shown(value)}, far more than its maximum of {spec_field.maximum:g}.", index, name)
+            raise refused("far_above", limit=f"{spec_field.maximum:g}")
     elif spec_field.maximum is not None:
         if spec_field.below_maximum and value >= spec_field.maximum:
-            raise SpecError(f"{label} is {shown(value)}, but it must be below {spec_field.maximum:g}.", index, name)
+            raise refused("below", limit=f"{spec_field.maximum:g}")
         if value > spec_field.maximum:
-            raise SpecError(f"{label} is {shown(value)}, but it can be at most {spec_field.maximum:g}.", index, name)
+            raise refused("at_most", limit=f"{spec_field.maximum:g}")
     return value
 
 
@@ -247,22 +252,13 @@ def _finite(value: int | float) -> bool:
 def _check_order(layers: list[dict]) -> None:
     outputs = [index for index, layer in enumerate(layers) if layer["kind"] == "output"]
     if not outputs:
-        raise SpecError(
-            f"The network has no output layer. Add {{\"kind\": \"output\"}} at the end, after layer {len(layers)} "
-            f"({layers[-1]['kind']}): it turns the last layer into 10 class probabilities (softmax).",
-            len(layers) - 1,
-        )
+        raise SpecError("spec.no_output", len(layers) - 1, previous_kind=layers[-1]["kind"])
     if len(outputs) > 1 or outputs[0] != len(layers) - 1:
-        first = outputs[0]
-        raise SpecError(
-            f"Layer {first + 1} is an output layer, but the output layer must be the last layer and appear once. "
-            "Move it to the end or delete the extra one.",
-            first,
-        )
+        raise SpecError("spec.output_not_last", outputs[0])
 
 
 def default_layer(kind: str) -> dict:
     """A new layer of `kind` with every field at its default, for the Build page's "add layer"."""
     if kind not in LAYER_FIELDS:
-        raise SpecError(f"Unknown layer kind {kind!r}. Known kinds: {', '.join(LAYER_FIELDS)}.")
+        raise SpecError("spec.unknown_kind_name", value=shown(kind), kinds=list(LAYER_FIELDS))
     return {"kind": kind, **{name: copy.deepcopy(spec_field.default) for name, spec_field in LAYER_FIELDS[kind].items()}}

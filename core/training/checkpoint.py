@@ -76,27 +76,24 @@ def read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Return (tensors, metadata) after checking the format and the SHA-256."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}. Train the run first, or pick a run that finished an epoch.")
+        raise CheckpointError("checkpoint.missing", path=str(path))
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw_metadata = handle.metadata() or {}
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except Exception as error:  # safetensors raises several types for a damaged header.
-        raise CheckpointError(
-            f"{path.name} is not a readable checkpoint ({error}). It may be damaged or not a LayerLab file; "
-            "retrain the run or load another file."
-        ) from None
+        raise CheckpointError("checkpoint.unreadable", detail=str(error), file=path.name) from None
     if raw_metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path.name} is a safetensors file but not a LayerLab checkpoint (it carries no LayerLab header).")
+        raise CheckpointError("checkpoint.not_layerlab", file=path.name)
     if _digest(tensors, raw_metadata) != raw_metadata.get("sha256"):
-        raise CheckpointError(f"{path.name} was changed or damaged after it was saved (its SHA-256 does not match). It is refused.")
+        raise CheckpointError("checkpoint.changed", file=path.name)
     try:
         metadata = {"spec": json.loads(raw_metadata["spec"]), "settings": json.loads(raw_metadata["settings"])}
         for name, value in raw_metadata.items():
             if name not in ("format", "spec", "settings", "sha256"):
                 metadata[name] = json.loads(value)
     except (KeyError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path.name} has a damaged header ({error}).") from None
+        raise CheckpointError("checkpoint.damaged_header", detail=str(error), file=path.name) from None
     return tensors, metadata
 
 
@@ -108,7 +105,8 @@ def load(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dic
         model = networks.build(metadata["spec"], settings.dataset)
         model.load_state_dict(tensors, strict=True)
     except (ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{Path(path).name} does not match the network it describes: {error}") from None
+        problem = error.message if isinstance(error, LayerLabError) else ""
+        raise CheckpointError("checkpoint.mismatch", detail=str(error), file=Path(path).name, problem=problem) from None
     model.eval()
     return model.to(device), metadata["spec"], settings
 
@@ -136,19 +134,13 @@ def load_resume_state(path: Path) -> dict[str, Any]:
     """Read a resume state after checking its SHA-256; `weights_only=True` refuses anything but tensors and plain values."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError("This run has no saved state to resume from: it never finished an epoch. Start it again instead.")
+        raise CheckpointError("checkpoint.no_resume_state")
     header, newline, payload = path.read_bytes().partition(b"\n")
     if not newline or not header.startswith(RESUME_FORMAT + b" sha256="):
-        raise CheckpointError(
-            f"The saved state {path.name} carries no LayerLab checksum (LayerLab did not write it, or an older "
-            "LayerLab did); it is refused. Resume is not possible; start the run again."
-        )
+        raise CheckpointError("checkpoint.resume_unsigned", file=path.name)
     if _resume_header(payload) != header + newline:
-        raise CheckpointError(
-            f"The saved state {path.name} was changed or damaged after it was saved (its SHA-256 does not match); "
-            "it is refused. Resume is not possible; start the run again."
-        )
+        raise CheckpointError("checkpoint.resume_changed", file=path.name)
     try:
         return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as error:
-        raise CheckpointError(f"The saved state {path.name} cannot be read safely ({error}). Start the run again.") from None
+        raise CheckpointError("checkpoint.resume_unreadable", detail=str(error), file=path.name) from None

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 import torch
 
 from core.data.datasets import Splits
+from core.errors import LayerLabError, Message
 from core.training.settings import TrainSettings
+
+
+class DeviceError(LayerLabError, ValueError):
+    """The device asked for is not on this machine."""
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -21,9 +26,9 @@ def pick_device(requested: str = "auto") -> torch.device:
     if requested and requested != "auto":
         device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"Device '{requested}' was asked for, but this machine has no CUDA GPU. Use 'auto' or 'cpu'.")
+            raise DeviceError("device.no_cuda", requested=requested)
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"Device '{requested}' was asked for, but MPS is not available here. Use 'auto' or 'cpu'.")
+            raise DeviceError("device.no_mps", requested=requested)
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -33,13 +38,18 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def describe(device: torch.device | None = None) -> str:
-    """A short label for the sidebar and the runs table, e.g. 'CUDA: NVIDIA H100' or 'CPU, 2 threads'."""
+    """A short English label for the runs table and logs, e.g. 'CUDA: NVIDIA H100' or 'CPU, 2 threads'."""
+    return describe_message(device).render()
+
+
+def describe_message(device: torch.device | None = None) -> Message:
+    """The same label as a message, so the sidebar shows it in the page's language ("CPU, 스레드 2개")."""
     device = device or pick_device()
     if device.type == "cuda":
-        return f"CUDA: {torch.cuda.get_device_name(device)}"
+        return Message("device.cuda", {"name": torch.cuda.get_device_name(device)})
     if device.type == "mps":
-        return "Apple MPS"
-    return f"CPU, {torch.get_num_threads()} threads"
+        return Message("device.mps")
+    return Message("device.cpu", {"threads": torch.get_num_threads()})
 
 
 def cpu_count() -> int:

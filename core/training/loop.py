@@ -19,6 +19,7 @@ from torch import nn
 
 from core.data.augment import Augmentation, augment
 from core.data.datasets import Splits
+from core.errors import Message, counted
 from core.model import network as networks
 from core.training.device import pick_device, to_device, training_data
 from core.training.evaluation import evaluate
@@ -258,9 +259,8 @@ def train(
                 # Name the rate the learner chose, not the one a schedule had reached (one-cycle
                 # warms up from a twenty-fifth of it), since that is the number they can change.
                 rate = settings.learning_rate
-                message = (
-                    f"The loss became {loss_value:.4g} at epoch {epoch}, step {step + 1}: the run diverged. "
-                    f"Lower the learning rate (you set {rate:g}), e.g. to {rate / 10:g}."
+                message = Message(
+                    "run.diverged", {"loss": f"{loss_value:.4g}", "epoch": epoch, "step": step + 1, "rate": f"{rate:g}", "suggested": f"{rate / 10:g}"}
                 )
                 break
             elapsed = time.perf_counter() - epoch_started
@@ -275,7 +275,7 @@ def train(
         if status == "diverged":
             break
         if stop_requested:
-            status, message = "cancelled", f"Cancelled during epoch {epoch}; the {len(state.history)} finished epoch(s) are kept."
+            status, message = "cancelled", counted("run.cancelled_during", len(state.history), epoch=epoch)
             break
         if use_cuda:
             torch.cuda.synchronize(device)
@@ -309,7 +309,7 @@ def train(
             state.epochs_without_improvement += 1
         callbacks.on_epoch_end(metrics, state, improved)
         if settings.early_stopping_patience and state.epochs_without_improvement >= settings.early_stopping_patience:
-            message = f"Stopped early: validation accuracy did not improve for {settings.early_stopping_patience} epochs."
+            message = counted("run.stopped_early", settings.early_stopping_patience)
             break
 
     if state.best_weights is not None:

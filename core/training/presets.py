@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from core.errors import LayerLabError
 from core.training.settings import TrainSettings
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "assets" / "presets"
@@ -51,8 +52,12 @@ def all_presets() -> dict[str, Preset]:
     return presets
 
 
+class PresetNotFound(LayerLabError, ValueError):
+    """No preset has this name."""
+
+
 def get(name: str) -> Preset:
     presets = all_presets()
     if name not in presets:
-        raise ValueError(f"Unknown preset {name!r}. `python -m core presets` lists them: {', '.join(presets)}.")
+        raise PresetNotFound("preset.unknown", value=repr(name), names=list(presets))
     return presets[name]

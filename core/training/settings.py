@@ -11,14 +11,13 @@ or data, and imports no torch.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 from dataclasses import dataclass, fields
 from typing import Any
 
 from core.data.bounds import AUGMENTATION_BOUNDS, Bound, shown
-from core.errors import LayerLabError
+from core.errors import LayerLabError, did_you_mean
 
 DATASETS = ("mnist", "fashion-mnist")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "adadelta")
@@ -38,8 +37,8 @@ _DEVICE_INDEX = re.compile(r"(cuda|cpu|mps):[0-9]{1,3}")
 class SettingsError(LayerLabError, ValueError):
     """An impossible training setting; `field_name` names it."""
 
-    def __init__(self, message: str, field_name: str | None = None):
-        super().__init__(message)
+    def __init__(self, code: str, field_name: str | None = None, **params: Any):
+        super().__init__(code, **params)
         self.field_name = field_name
 
 
@@ -93,7 +92,7 @@ class TrainSettings:
             elif choices is not None:
                 _check_choice(name, value, choices)
             if bound is not None and (problem := bound.problem(value)) is not None:
-                raise SettingsError(f"'{name}' is {shown(value)}, but it {problem}.", name)
+                raise SettingsError("settings.out_of_range", name, setting=name, value=shown(value), problem=problem)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,7 +102,7 @@ class TrainSettings:
     def from_dict(cls, values: dict[str, Any]) -> "TrainSettings":
         """Build settings from JSON-like values, checking names and types; unknown names are errors."""
         if not isinstance(values, dict):
-            raise SettingsError(f"Settings must be a JSON object, not {type(values).__name__}.")
+            raise SettingsError("settings.not_object")
         converted: dict[str, Any] = {}
         for name, value in values.items():
             converted[name] = _convert(name, value, _field_type(name))
@@ -132,18 +131,16 @@ def _field_type(name: Any) -> type:
     The fields are looked up, not the attributes, so "validate" or "to_dict" are not settings.
     """
     if not isinstance(name, str):
-        raise SettingsError(f"Setting names are text, not {shown(name)}.")
+        raise SettingsError("settings.name_not_text", value=shown(name))
     if name not in _FIELDS:
-        hint = difflib.get_close_matches(name, _FIELDS, n=1)
-        suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
-        raise SettingsError(f"Unknown setting {shown(name)}.{suggestion}", name)
+        raise SettingsError("settings.unknown", name, value=shown(name), hint=did_you_mean(name, _FIELDS))
     return type(_FIELDS[name].default)
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
     """Parse a command-line `key=value` into a name and a typed value."""
     if "=" not in text:
-        raise SettingsError(f"'{text}' is not of the form key=value, e.g. learning_rate=0.03.")
+        raise SettingsError("settings.not_assignment", text=shown(text))
     name, raw = (part.strip() for part in text.split("=", 1))
     return name, _convert(name, raw, _field_type(name))
 
@@ -155,19 +152,19 @@ def _convert(name: str, value: Any, wanted: type) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise SettingsError(f"'{name}' must be true or false, not {shown(value)}.", name)
+        raise SettingsError("settings.not_switch", name, setting=name, value=shown(value))
     if wanted is int:
         return _whole_number(name, value)
     if wanted is float:
         return _real_number(name, value)
     if not isinstance(value, str):
-        raise SettingsError(f"'{name}' must be text, not {shown(value)}.", name)
+        raise SettingsError("settings.not_text", name, setting=name, value=shown(value))
     return value
 
 
 def _whole_number(name: str, value: Any) -> int:
     """An int from an int, a whole float, or text such as "5", "5.0" or "1e3"."""
-    refused = SettingsError(f"'{name}' must be a whole number, not {shown(value)}.", name)
+    refused = SettingsError("settings.not_whole", name, setting=name, value=shown(value))
     if isinstance(value, str):
         try:
             return int(value)
@@ -183,15 +180,15 @@ def _whole_number(name: str, value: Any) -> int:
 def _real_number(name: str, value: Any) -> float:
     """A finite float from an int, a float or text such as "0.03"."""
     if isinstance(value, str):
-        value = _parse_float(value, SettingsError(f"'{name}' must be a number, not {shown(value)}.", name))
+        value = _parse_float(value, SettingsError("settings.not_number", name, setting=name, value=shown(value)))
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SettingsError(f"'{name}' must be a number, not {shown(value)}.", name)
+        raise SettingsError("settings.not_number", name, setting=name, value=shown(value))
     try:
         number = float(value)
     except OverflowError:  # An integer too large for a float.
         number = math.inf
     if not math.isfinite(number):
-        raise SettingsError(f"'{name}' must be a finite number, not {shown(value)}.", name)
+        raise SettingsError("settings.not_finite", name, setting=name, value=shown(value))
     return number
 
 
@@ -213,17 +210,17 @@ def _check_type(name: str, value: Any, wanted: type) -> None:
     else:
         right = isinstance(value, str)
     if not right:
-        kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(wanted, "text")
-        raise SettingsError(f"'{name}' must be {kind}, not {shown(value)}.", name)
+        code = {bool: "settings.not_switch", int: "settings.not_whole", float: "settings.not_number"}.get(wanted, "settings.not_text")
+        raise SettingsError(code, name, setting=name, value=shown(value))
 
 
 def _check_device(value: str) -> None:
     if value not in DEVICES and not _DEVICE_INDEX.fullmatch(value):
-        raise SettingsError(f"'device' is {shown(value)}. Choose auto, cpu, cuda (or cuda:N) or mps.", "device")
+        raise SettingsError("settings.device", "device", setting="device", value=shown(value))
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        hint = difflib.get_close_matches(value, choices, n=1)
-        suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
-        raise SettingsError(f"'{name}' is {shown(value)}.{suggestion} Choose one of: {', '.join(choices)}.", name)
+        raise SettingsError(
+            "settings.not_choice", name, setting=name, value=shown(value), hint=did_you_mean(value, choices), choices=list(choices)
+        )

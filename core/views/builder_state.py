@@ -40,13 +40,14 @@ LINEAR_KINDS = ("avgpool", "dropout", "batchnorm", "flatten")
 class LoadError(LayerLabError, ValueError):
     """A file or link that does not hold a network; `reason` names the problem for translation.
 
-    Reasons: "too_large", "not_text", "not_json", "not_link", "not_network".
+    Reasons: "too_large", "not_text", "not_json", "not_link", "not_network"; the page shows the
+    reason's title ("build.load_error.<reason>") before the message, which says what exactly is
+    wrong. A library's own words (zlib's, the JSON parser's) stay in `detail`, for logs.
     """
 
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(detail or reason)
+    def __init__(self, reason: str, code: str, *, detail: str = "", **params: Any):
+        super().__init__(code, detail=detail, **params)
         self.reason = reason
-        self.detail = detail
 
 
 # ----------------------------------------------------------------------------- the working copy
@@ -170,7 +171,7 @@ def check_editable(spec: Any) -> dict:
     try:
         result = vocabulary.normalize_spec(spec, editing=True)
     except vocabulary.SpecError as error:
-        raise LoadError("not_network", str(error)) from None
+        raise LoadError("not_network", "load.not_network", problem=error.message) from None
     name = result.pop("name", "")
     if name:
         result["name"] = name[:100]
@@ -185,14 +186,14 @@ def spec_to_json(spec: dict) -> str:
 def spec_from_json(data: bytes | str) -> dict:
     """Read a network from an uploaded JSON file (a spec, a preset or a saved run)."""
     if not isinstance(data, (bytes, str)):
-        raise LoadError("not_text", f"Expected the file's bytes or text, not {type(data).__name__}.")
+        raise LoadError("not_text", "load.not_text", detail=f"got {type(data).__name__}")
     if len(data) > MAX_FILE_BYTES:
-        raise LoadError("too_large", f"The file has {len(data):,} bytes; the limit is {MAX_FILE_BYTES:,}.")
+        raise LoadError("too_large", "load.too_large", size=len(data), limit=MAX_FILE_BYTES)
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError as error:
-            raise LoadError("not_text", str(error)) from None
+            raise LoadError("not_text", "load.not_utf8", detail=str(error)) from None
     return check_editable(_parse_json(data, "not_json"))
 
 
@@ -201,11 +202,11 @@ def _parse_json(text: str, reason: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise LoadError(reason, f"line {error.lineno}, column {error.colno}: {error.msg}") from None
+        raise LoadError(reason, "load.json_at", detail=error.msg, line=error.lineno, column=error.colno) from None
     except RecursionError:  # Python's parser gives up on lists or objects nested about a thousand deep.
-        raise LoadError(reason, "It nests lists or objects too deeply to hold a network.") from None
-    except ValueError:  # An integer of more digits than Python converts (4,300).
-        raise LoadError(reason, "It holds a number with thousands of digits.") from None
+        raise LoadError(reason, "load.too_deep") from None
+    except ValueError as error:  # An integer of more digits than Python converts (4,300).
+        raise LoadError(reason, "load.huge_number", detail=str(error)) from None
 
 
 def same_network(first: dict, second: dict | list) -> bool:
@@ -240,7 +241,7 @@ def decode_link(value: str) -> dict:
     """The spec a `?net=` value holds; `LoadError` with reason "not_link" when it is damaged."""
     value = value.strip() if isinstance(value, str) else ""
     if not value or len(value) > MAX_LINK_CHARACTERS:
-        raise LoadError("not_link", f"The link's network part has {len(value)} characters (1 to {MAX_LINK_CHARACTERS} expected).")
+        raise LoadError("not_link", "load.link_length", count=len(value), limit=MAX_LINK_CHARACTERS)
     try:
         packed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         inflater = zlib.decompressobj()
@@ -248,9 +249,9 @@ def decode_link(value: str) -> dict:
         complete = inflater.eof and not inflater.unconsumed_tail
         text = text.decode("utf-8")
     except (binascii.Error, ValueError, zlib.error) as error:
-        raise LoadError("not_link", f"The link is damaged (perhaps cut off when copied): {error}.") from None
+        raise LoadError("not_link", "load.link_damaged", detail=str(error)) from None
     if not complete:
-        raise LoadError("not_link", "The link is cut off or unpacks to too much data.")
+        raise LoadError("not_link", "load.link_incomplete")
     return check_editable(_parse_json(text, "not_link"))
 
 

@@ -1,7 +1,8 @@
 """What the Train and Runs pages show about a run: progress with an ETA, table rows and downloads.
 
 Owns turning stored `Run`s into display values (a progress fraction, an estimated time left,
-percentages, durations, disk sizes, one table row per run) and into downloadable text (metrics
+percentages, durations, disk sizes, one table row per run, the run's message, network and
+device in the page's language) and into downloadable text (metrics
 as CSV, the network as JSON). It reads what the run store returns and knows nothing of
 Streamlit, Plotly or how training works.
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from core.jobs import disk
 from core.jobs.store import METRIC_NAMES, Run, RunStore
 from core.model import vocabulary
-from core.views.i18n import translate
+from core.views.i18n import DEFAULT_LANGUAGE, render, translate
 
 # Statuses that `JobService.resume` accepts; it also needs one finished epoch (the resume state).
 RESUMABLE = ("interrupted", "cancelled", "failed")
@@ -179,12 +180,58 @@ def resumable(run: Run) -> bool:
     return run.status in RESUMABLE and run.epochs_done > 0
 
 
-def network_summary(spec: dict) -> str:
-    """The runs table's one-line network description; a spec the builder rejects shows as '?'."""
+def network_summary(spec: dict, language: str = DEFAULT_LANGUAGE) -> str:
+    """The one-line network description of the Train page and the runs table, in `language`.
+
+    'conv 20 × 5×5 → maxpool 2×2 → dense 100 → output softmax 10' in English, '합성곱 20 × 5×5 →
+    최대 풀링 2×2 → …' in Korean; a spec the builder rejects shows as '?'.
+    """
     try:
-        return vocabulary.summarize_network(spec)
+        layers = vocabulary.normalize_spec(spec)["layers"]
     except ValueError:
         return "?"
+    return " → ".join(_layer_summary(layer, language) for layer in layers)
+
+
+def _layer_summary(layer: dict, language: str) -> str:
+    kind = layer["kind"]
+    values: dict[str, object] = {}
+    if kind == "dense":
+        values = {"units": layer["units"]}
+    elif kind == "conv":
+        values = {"filters": layer["filters"], "kernel": layer["kernel_size"]}
+    elif kind in vocabulary.POOL_KINDS:
+        values = {"size": layer["size"]}
+    elif kind == "dropout":
+        values = {"p": f"{layer['p']:g}"}
+    elif kind == "activation":
+        values = {"activation": translate(language, f"build.choice.activation.{layer['activation']}")}
+    elif kind == "output":
+        values = {"classes": vocabulary.NUM_CLASSES}
+    return translate(language, f"summary.{kind}", **values)
+
+
+def message(run: Run, language: str = DEFAULT_LANGUAGE) -> str:
+    """Why the run stopped (or a note about it), in `language`; rows stored before codes show their English text."""
+    return run.message_in(language)
+
+
+# The device labels `core.training.device.describe` stores with each run, read back into messages.
+_STORED_DEVICES = ((re.compile(r"CPU, (?P<threads>\d+) threads"), "device.cpu"), (re.compile(r"Apple MPS"), "device.mps"),
+                   (re.compile(r"CUDA: (?P<name>.+)"), "device.cuda"))  # fmt: skip
+
+
+def device_text(device: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """A stored run's device label in `language` ("CPU, 2 threads" reads "CPU, 스레드 2개"); other text as stored."""
+    for pattern, code in _STORED_DEVICES:
+        if match := pattern.fullmatch(device or ""):
+            return render(code, match.groupdict(), language)
+    return device
+
+
+def display_name(run: Run, language: str = DEFAULT_LANGUAGE) -> str:
+    """The run's name, or for a run started without one "Run #12" in `language`."""
+    return run.name or translate(language, "runs.default_name", id=run.id)
 
 
 def owned_by(runs: list[Run], owner: str) -> list[Run]:
@@ -212,18 +259,18 @@ def table_rows(runs: list[Run], language: str = "en", now: float | None = None, 
         rows.append(
             {
                 "id": run.id,
-                "name": run.name,
+                "name": display_name(run, language),
                 "status": translate(language, f"common.status.{run.status}"),
                 "owner": run.owner,
                 "dataset": translate(language, f"train.choice.{run.dataset}"),
-                "network": network_summary(run.spec),
+                "network": network_summary(run.spec, language),
                 "parameters": run.parameters,
                 "disk": format_bytes(disk_bytes[run.id]) if run.id in disk_bytes else "–",
                 "best_validation_accuracy": _in_percent(run.best_validation_accuracy),
                 "test_accuracy": _in_percent(run.test_accuracy),
                 "epochs": f"{run.epochs_done}/{epochs}",
                 "time": format_duration(run_seconds(run, now)),
-                "device": run.device,
+                "device": device_text(run.device, language),
                 "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created_at)),
             }
         )

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from core.data import augment, datasets
+from core.errors import DEFAULT_LANGUAGE, Message
 from core.model import network as networks
 from core.model import vocabulary
 from core.training import settings as training_settings
@@ -169,18 +170,19 @@ def parse(values: dict[str, Any]) -> tuple[TrainSettings | None, SettingsError |
         return None, error
 
 
-def check_network(spec: dict, dataset: str) -> tuple[int, str]:
-    """(parameter count, '') when the network fits the dataset, else (0, the reason it does not)."""
-    return _check_network(json.dumps(spec, sort_keys=True), dataset)
+def check_network(spec: dict, dataset: str, language: str = DEFAULT_LANGUAGE) -> tuple[int, str]:
+    """(parameter count, '') when the network fits the dataset, else (0, the reason it does not, in `language`)."""
+    parameters, problem = _check_network(json.dumps(spec, sort_keys=True), dataset)
+    return parameters, problem.render(language) if problem else ""
 
 
 @lru_cache(maxsize=64)
-def _check_network(spec_json: str, dataset: str) -> tuple[int, str]:
+def _check_network(spec_json: str, dataset: str) -> tuple[int, Message | None]:
     # Validation runs a dummy forward pass; the page asks on every rerun, so remember the answer.
     try:
-        return networks.validate(json.loads(spec_json), dataset).total_parameters, ""
+        return networks.validate(json.loads(spec_json), dataset).total_parameters, None
     except vocabulary.SpecError as error:
-        return 0, str(error)
+        return 0, error.message
 
 
 def dropout_layers(spec: dict) -> list[tuple[int, float]]:
