@@ -28,12 +28,13 @@ system-packages:
 	  else echo "Install npm and dataset-fashion-mnist (or copy the IDX files into data/): see README."; fi; \
 	fi
 
-# Debian Chromium for the browser tests (Playwright cannot download browsers here), and a
-# Korean font, without which Hangul renders as empty boxes in Korean screenshots.
+# Debian Chromium for the browser tests (Playwright cannot download browsers here), a Korean
+# font, without which Hangul renders as empty boxes in Korean screenshots, and an emoji font for
+# the page icons.
 browser:
-	@if ! command -v chromium >/dev/null || [ ! -d /usr/share/fonts/opentype/noto ]; then \
-	  if [ -n "$(APT_GET)" ]; then $(APT_GET) update -q >/dev/null && $(APT_GET) install -y -q chromium fonts-noto-cjk >/dev/null; \
-	  else echo "Install chromium and fonts-noto-cjk to run the browser tests."; fi; \
+	@if ! command -v chromium >/dev/null || [ ! -d /usr/share/fonts/opentype/noto ] || [ ! -d /usr/share/fonts/truetype/noto ]; then \
+	  if [ -n "$(APT_GET)" ]; then $(APT_GET) update -q >/dev/null && $(APT_GET) install -y -q chromium fonts-noto-cjk fonts-noto-color-emoji >/dev/null; \
+	  else echo "Install chromium, fonts-noto-cjk and fonts-noto-color-emoji to run the browser tests."; fi; \
 	fi
 
 # The browser tests (every tests/test_browser*.py) save their screenshots in bench-out/screenshots/; this copies them into docs/.
