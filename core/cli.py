@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.data.bounds import shown
-from core.errors import LANGUAGES, LayerLabError, language_or_default, render_any
+from core.errors import LANGUAGES, LayerLabError, counted, language_or_default, render_any
 from core.jobs.service import JobService
 from core.jobs.store import RunStore
 from core.model import vocabulary
@@ -237,17 +237,18 @@ def command_inspect(arguments: argparse.Namespace) -> None:
     store = RunStore()
     run = store.get(arguments.run, with_metrics=False)  # An unknown id or a run without weights answers before torch loads.
     if not store.best_checkpoint_path(arguments.run).is_file():
-        raise CommandError(f"Run {arguments.run} has no saved weights yet ({run.status}, {run.epochs_done} epoch(s) done): inspect it once it finishes an epoch.")
+        raise CommandError("probe.no_weights", run=arguments.run, status=run.status, done=counted("probe.epochs_done", run.epochs_done))
     from core.probes import mistakes
     from core.views import inspection
 
     try:
         loaded = inspection.load_run(store, arguments.run)
     except inspection.ERRORS as error:
-        raise CommandError(str(error)) from None
+        # Keep the error's code and parameters, so the line reads in the language asked for.
+        raise CommandError(error.code, detail=error.detail, **error.params) from None
     if arguments.what == "activations":
         if arguments.image is None:
-            raise CommandError("`inspect activations` needs --image N, the index of a test image (0 to 9999).")
+            raise CommandError("cli.inspect_needs_image")
         result = inspection.test_image_activations(loaded, arguments.image)
         label = int(loaded.splits.test_labels[arguments.image])
         layers = [
@@ -287,8 +288,9 @@ def command_predict(arguments: argparse.Namespace) -> None:
         try:
             prepared = preprocess.prepare_upload(_read_image_bytes(file))
         except LayerLabError as error:  # Unreadable or empty: say so for this file and go on with the others.
-            lines.append(f"{file}: error: {_one_line(str(error))}")
-            predictions.append({"file": file, "error": _one_line(str(error))})
+            sentence = _one_line(error.render(_language(arguments)))
+            lines.append(f"{file}: error: {sentence}")
+            predictions.append({"file": file, "error": sentence, "code": error.code})
             continue
         probabilities = classify.probabilities(model, prepared.image)
         digit = int(probabilities.argmax())
@@ -304,7 +306,7 @@ def _read_image_bytes(file: str) -> bytes:
         with open(file, "rb") as handle:
             return handle.read(MAX_UPLOAD_BYTES + 1)  # One byte over the cap is enough to refuse it.
     except OSError as error:
-        raise DrawingError(f"{file} cannot be read ({error.strerror or error}).") from None
+        raise DrawingError("drawing.file_unreadable", detail=str(error), path=file) from None
 
 
 def command_cancel(arguments: argparse.Namespace) -> None:

@@ -8,7 +8,7 @@ from core.drawing import classify, digits, preprocess
 from core.training import checkpoint
 from core.views import drawing_plots
 from pages import canvas_widget
-from pages.common import require_frame, service, t
+from pages.common import language, require_frame, service, t
 
 require_frame()
 
@@ -74,7 +74,7 @@ def save_form(image: np.ndarray, guess: int) -> None:
             my_digits().add(image, int(label))
             st.toast(t("draw.saved", label=label, count=len(my_digits())))
         except digits.DigitSetError as error:
-            st.error(str(error))
+            st.error(error.render(language()))
 
 
 def my_digits_section(runs: list) -> None:
@@ -83,7 +83,7 @@ def my_digits_section(runs: list) -> None:
     try:
         count, counts = len(digit_set), digit_set.counts()
     except digits.DigitSetError as error:
-        st.error(str(error))
+        st.error(error.render(language()))
         return
     if not st.session_state.owner:
         st.caption(t("draw.owner_hint"))
@@ -104,7 +104,7 @@ def my_digits_section(runs: list) -> None:
         try:
             st.success(t("draw.imported", count=digit_set.import_zip(upload.getvalue())))
         except digits.DigitSetError as error:
-            st.error(str(error))
+            st.error(error.render(language()))
 
 
 st.title(t("draw.title"))
@@ -139,6 +139,6 @@ with result_column:
         if prepared is not None:
             show_prediction(prepared, model, dataset, uploaded=photo is not None)
     except preprocess.DrawingError as error:
-        st.warning(str(error))
+        st.warning(error.render(language()))
 
 my_digits_section(runs)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.views import inspection, run_views
 from pages import diagnostics_view, inspect_widgets
-from pages.common import require_frame, service, t
+from pages.common import language, require_frame, service, t
 
 require_frame()
 
@@ -22,7 +22,7 @@ try:
     run = service().store.get(run_id, with_metrics=False)
     loaded = inspect_widgets.loaded_run(run_id)
 except inspection.ERRORS as error:
-    st.warning(str(error))
+    st.warning(error.render(language()))
     st.stop()
 accuracy = run_views.percent(run.test_accuracy) if run.test_accuracy is not None else "–"
 st.caption(t("inspect.run_caption", id=run.id, name=run.name, network=run_views.network_summary(run.spec), accuracy=accuracy))

@@ -290,7 +290,7 @@ def ensembles(loaded: inspection.LoadedRun) -> None:
         members = [predictions(run_id) for run_id in chosen]
         result = ensemble_probes.combine(members, combination)
     except inspection.ERRORS as error:
-        st.warning(str(error))
+        st.warning(error.render(language()))
         return
     ensemble_name = t("inspect.ensembles.ensemble")
     first, second = st.columns(2)

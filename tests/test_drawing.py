@@ -23,6 +23,7 @@ from PIL import Image, ImageFile
 
 from core.drawing import classify, digits, preprocess, synthetic
 from core.drawing.preprocess import DrawingError, EmptyDrawing
+from core.errors import translate
 from core.jobs import runner
 from core.jobs.store import RunStore
 from core.training import checkpoint
@@ -133,15 +134,19 @@ def test_a_drawing_on_a_transparent_canvas_uses_the_alpha_channel(mnist):
     ids=["white", "transparent", "grey"],
 )
 def test_a_blank_canvas_is_refused_with_a_message(blank):
-    with pytest.raises(EmptyDrawing, match="empty"):
+    with pytest.raises(EmptyDrawing) as caught:
         preprocess.prepare(blank)
+    assert caught.value.code == "drawing.empty"
+    assert str(caught.value) == translate("en", "message.drawing.empty")
+    assert caught.value.render("ko") == translate("ko", "message.drawing.empty")
 
 
 def test_a_speck_is_refused_not_guessed():
     canvas = np.full((280, 280, 3), 255, dtype=np.uint8)
     canvas[100:104, 100:104] = 0
-    with pytest.raises(EmptyDrawing, match="hardly any ink"):
+    with pytest.raises(EmptyDrawing) as caught:
         preprocess.prepare(canvas)
+    assert caught.value.code == "drawing.faint"
     with pytest.raises(DrawingError):  # and EmptyDrawing is one of our errors, so pages and the CLI show it
         preprocess.prepare(canvas)
 
@@ -177,15 +182,21 @@ def test_uploads_read_png_and_jpeg_and_refuse_other_formats(mnist):
     assert preprocess.prepare_upload(jpeg.getvalue()).dark_on_light
     gif = io.BytesIO()
     Image.fromarray(digit).save(gif, format="GIF")
-    with pytest.raises(DrawingError, match="Only PNG and JPEG"):
+    with pytest.raises(DrawingError) as caught:
         preprocess.read_upload(gif.getvalue())
-    with pytest.raises(DrawingError, match="cannot be read"):
+    assert caught.value.code == "drawing.not_png_or_jpeg"
+    with pytest.raises(DrawingError) as caught:
         preprocess.read_upload(png_bytes(digit)[:60])  # cut short
+    assert caught.value.code in ("drawing.unidentified", "drawing.unreadable")
+    # Pillow's own words stay in the log detail, never in the sentence a learner reads.
+    assert caught.value.detail not in str(caught.value) or not caught.value.detail
 
 
 def test_an_oversized_upload_is_refused_before_it_is_read():
-    with pytest.raises(DrawingError, match="limit"):
+    with pytest.raises(DrawingError) as caught:
         preprocess.read_upload(b"\x89PNG\r\n\x1a\n" + bytes(preprocess.MAX_UPLOAD_BYTES))
+    assert caught.value.code == "drawing.file_too_large"
+    assert caught.value.params["limit"] == preprocess.MAX_UPLOAD_BYTES // 2**20
 
 
 def test_a_decompression_bomb_is_refused_from_its_header_without_decoding(monkeypatch):
@@ -198,12 +209,15 @@ def test_a_decompression_bomb_is_refused_from_its_header_without_decoding(monkey
         raise AssertionError("the bomb was decoded")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", decoding_is_forbidden)
-    with pytest.raises(DrawingError, match="refused without decoding"):
+    with pytest.raises(DrawingError) as caught:
         preprocess.read_upload(bomb)
+    assert caught.value.code in ("drawing.decompression_bomb", "drawing.too_many_pixels")
     # Below Pillow's own bomb limit but above ours (a 64-megapixel header): refused by our check, also from the header.
     large = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 8000, 8000, 8, 0, 0, 0, 0)) + png_chunk(b"IEND", b"")
-    with pytest.raises(DrawingError, match="8000×8000.*refused without decoding"):
+    with pytest.raises(DrawingError) as caught:
         preprocess.read_upload(large)
+    assert (caught.value.code, caught.value.params["width"], caught.value.params["height"]) == ("drawing.too_many_pixels", 8000, 8000)
+    assert "8000×8000" in str(caught.value) and "8000×8000" in caught.value.render("ko")
 
 
 # ----------------------------------------------------------------------------- a trained run through the real path
@@ -268,8 +282,10 @@ def test_the_predict_command_classifies_files_and_reports_bad_ones_in_their_entr
     expected = classify.probabilities(model, preprocess.prepare_upload(seven.read_bytes()).image)
     assert entries[0]["digit"] == int(expected.argmax()) == 7
     assert np.allclose(entries[0]["probabilities"], expected, atol=1e-5) and len(entries[0]["probabilities"]) == 10
-    assert "empty" in entries[1]["error"] and "digit" not in entries[1]
-    assert "cannot be read" in entries[2]["error"] and "cannot be read" in entries[3]["error"]
+    assert entries[1]["code"] == "drawing.empty" and "digit" not in entries[1]
+    assert entries[1]["error"] == translate("en", "message.drawing.empty")
+    assert entries[2]["code"] in ("drawing.unidentified", "drawing.unreadable")
+    assert (entries[3]["code"], entries[3]["error"]) == ("drawing.file_unreadable", translate("en", "message.drawing.file_unreadable", path=files[3]))
 
 
 def test_the_predict_command_names_a_missing_run(runs_dir):
@@ -300,10 +316,12 @@ def test_my_digits_are_kept_per_owner_under_the_runs_directory(tmp_path, mnist):
     assert mine.counts() == [0, 1, 1, 0, 0, 0, 0, 1, 0, 0]
     mine.remove(mine.digits()[0].file)
     assert digits.DigitSet(tmp_path, "Kim Min-ji").tensors()[1].tolist() == [2, 1]
-    with pytest.raises(digits.DigitSetError, match="0 to 9"):
+    with pytest.raises(digits.DigitSetError) as caught:
         mine.add(mnist.test_images[0].numpy(), 10)
-    with pytest.raises(digits.DigitSetError, match="28×28"):
+    assert (caught.value.code, caught.value.params["value"]) == ("drawing.digits.bad_label", "10")
+    with pytest.raises(digits.DigitSetError) as caught:
         mine.add(np.zeros((28, 29), np.uint8), 1)
+    assert caught.value.code == "drawing.digits.not_prepared"
 
 
 def test_export_then_import_gives_back_the_same_digits(tmp_path, mnist):
@@ -336,11 +354,14 @@ def test_a_hostile_zip_cannot_escape_overfill_or_bomb_the_set(tmp_path, mnist, m
     assert sorted(target.tensors()[1].tolist()) == [2, 3, 7]
     created = {path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file()}
     assert all(path.parts[0] == "runs" for path in created), created
-    with pytest.raises(digits.DigitSetError, match="not a readable zip"):
+    with pytest.raises(digits.DigitSetError) as caught:
         target.import_zip(b"PK\x03\x04 nonsense")
+    assert caught.value.code == "drawing.digits.not_zip" and caught.value.detail  # the zip module's words are kept for logs
+    assert caught.value.detail not in str(caught.value)
     monkeypatch.setattr(digits, "MAX_DIGITS", 4)
-    with pytest.raises(digits.DigitSetError, match="at most|more than"):
+    with pytest.raises(digits.DigitSetError) as caught:
         target.import_zip(buffer.getvalue())
+    assert caught.value.code in ("drawing.digits.zip_overfills", "drawing.digits.set_full")
     assert len(target) == 3  # refused as a whole
 
 

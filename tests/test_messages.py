@@ -4,6 +4,7 @@ command line in the language asked for."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import pickle
@@ -28,7 +29,7 @@ from tests.test_spec import INVALID_SPECS
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE_PREFIXES = ("spec", "settings", "bound", "augment", "load", "checkpoint", "store", "data", "prune", "preset", "device", "cli", "run",
-                 "resume", "common")  # fmt: skip
+                 "resume", "common", "probe", "drawing")  # fmt: skip
 # A message code written in the source: a quoted name such as "spec.field.at_most" under one of the prefixes.
 CODE_LITERAL = re.compile(rf"""["']((?:{'|'.join(CODE_PREFIXES)})\.[a-z0-9_\-]+(?:\.[a-z0-9_\-]+)*)["']""")
 COUNTED = re.compile(r"""counted\(\s*["']([a-z0-9_.\-]+)["']""")
@@ -51,6 +52,38 @@ def test_every_code_in_the_source_has_a_text():
     assert len(codes) > 100  # The scan sees the codes; an empty set would prove nothing.
     assert not sorted(code for code in codes if code not in MESSAGES)
 
+
+
+def error_classes() -> set[str]:
+    """The names of every LayerLabError subclass defined under core/, found from the class statements' bases."""
+    bases: dict[str, set[str]] = {}
+    for path in (ROOT / "core").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                names = {base.id if isinstance(base, ast.Name) else getattr(base, "attr", "") for base in node.bases}
+                bases.setdefault(node.name, set()).update(names)
+    ours = {"LayerLabError"}
+    while grown := {name for name, parents in bases.items() if parents & ours} - ours:
+        ours |= grown
+    return ours
+
+
+def test_no_error_under_core_is_raised_with_an_english_sentence():
+    ours = error_classes()
+    assert {"ProbeError", "DrawingError", "EmptyDrawing", "DigitSetError", "CommandError", "SpecError"} <= ours
+    sentences = []
+    for path in (ROOT / "core").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            call = node.exc if isinstance(node, ast.Raise) else None
+            if not (isinstance(call, ast.Call) and call.args):
+                continue
+            name = call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", "")
+            first = call.args[0]
+            english = isinstance(first, ast.JoinedStr) or (isinstance(first, ast.Constant) and isinstance(first.value, str) and " " in first.value)
+            if name in ours and english:
+                sentences.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    # A sentence in the source cannot be shown in Korean: raise a message code with parameters instead.
+    assert not sentences
 
 def test_every_message_has_korean_text_with_the_same_placeholders():
     korean = catalog("ko")

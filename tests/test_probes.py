@@ -18,6 +18,7 @@ import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 
 from core import cli
+from core.errors import Message, counted, translate
 from core.jobs.store import RunStore
 from core.probes import activations as activation_probes
 from core.probes import attribution, ensembles, filters, loading, mistakes
@@ -120,8 +121,11 @@ def test_activations_equal_a_direct_forward_pass(loaded):
     assert [layer.values.shape for layer in result.layers] == [(16, 24, 24), (16, 12, 12), (32, 8, 8), (32, 4, 4), (10,)]
     np.testing.assert_allclose(result.probabilities, torch.softmax(logits, dim=0).numpy(), rtol=1e-5)
     assert result.prediction == int(logits.argmax())
-    with pytest.raises(loading.ProbeError, match="from 0 to 9999"):
+    with pytest.raises(loading.ProbeError) as caught:
         inspection.test_image_activations(loaded, 10_000)
+    assert (caught.value.code, caught.value.params) == ("probe.no_test_image", {"index": "10000", "last": 9999})
+    assert str(caught.value) == translate("en", "message.probe.no_test_image", index=10000, last=9999)
+    assert caught.value.render("ko") == translate("ko", "message.probe.no_test_image", index=10000, last=9999)
 
 
 def test_the_gallery_holds_exactly_the_misclassified_test_images_most_confident_first(loaded, predictions):
@@ -221,7 +225,9 @@ def test_cli_inspect_prints_mistakes_confusion_and_activations_and_one_line_erro
     assert code == 0 and activations["prediction"] == expected.prediction
     assert [layer["shape"] for layer in activations["layers"]] == [[16, 24, 24], [16, 12, 12], [32, 8, 8], [32, 4, 4], [10]]
     code, _, err = in_process("--run", str(first), "activations", "--image", "10000")
-    assert code == 2 and err.strip() == "error: There is no test image 10000: pick an index from 0 to 9999."
+    assert code == 2 and err.strip() == "error: " + translate("en", "message.probe.no_test_image", index=10000, last=9999)
+    code, _, err = in_process("--run", str(first), "activations", "--image", "10000", "--lang", "ko")
+    assert code == 2 and err.strip() == "error: " + translate("ko", "message.probe.no_test_image", index=10000, last=9999)
 
     results = {name: process.communicate(timeout=120) + (process.returncode,) for name, process in started.items()}
     assert results["confusion"][2] == 0, results["confusion"][1]
@@ -232,3 +238,5 @@ def test_cli_inspect_prints_mistakes_confusion_and_activations_and_one_line_erro
         lines = stderr.strip().splitlines()
         assert code == 2 and "Traceback" not in stdout + stderr and len(lines) == 1, stderr
         assert lines[0].startswith("error: ") and words in lines[0].lower(), lines[0]
+    no_weights = Message("probe.no_weights", {"run": untrained, "status": store.get(untrained).status, "done": counted("probe.epochs_done", 0)})
+    assert results["no-checkpoint"][1].strip() == f"error: {no_weights}"

@@ -89,7 +89,7 @@ class DigitSet:
             entries = json.loads(index.read_text(encoding="utf-8"))["digits"]
             return [Digit(str(entry["file"]), int(entry["label"]), float(entry["saved_at"])) for entry in entries]
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise DigitSetError(f"The index of your digits ({index}) is damaged ({error}). Move the folder away to start a new set.") from None
+            raise DigitSetError("drawing.digits.index_damaged", detail=str(error), path=str(index)) from None
 
     def __len__(self) -> int:
         return len(self.digits())
@@ -123,12 +123,12 @@ class DigitSet:
         for image, label in labelled:
             image = np.asarray(image)
             if image.shape != (28, 28) or image.dtype != np.uint8:
-                raise DigitSetError(f"A saved digit must be a prepared 28×28 uint8 image, not {image.dtype} {image.shape}.")
+                raise DigitSetError("drawing.digits.not_prepared", dtype=str(image.dtype), shape=str(image.shape))
             checked.append((image, _checked_label(label)))
         added = []
         with self._locked() as digits:  # One lock and one index write for the whole batch.
             if len(digits) + len(checked) > MAX_DIGITS:
-                raise DigitSetError(f"A set holds at most {MAX_DIGITS} digits and yours has {len(digits)}; remove some first.")
+                raise DigitSetError("drawing.digits.set_full", limit=MAX_DIGITS, count=len(digits))
             for image, label in checked:
                 digit = Digit(f"{label}-{uuid.uuid4().hex[:12]}.png", label, time.time())
                 buffer = io.BytesIO()
@@ -142,7 +142,7 @@ class DigitSet:
         with self._locked() as digits:
             kept = [digit for digit in digits if digit.file != file]
             if len(kept) == len(digits):
-                raise DigitSetError(f"There is no digit {file!r} in your set.")
+                raise DigitSetError("drawing.digits.no_such_digit", file=file)
             digits[:] = kept
             (self.directory / Path(file).name).unlink(missing_ok=True)
 
@@ -163,15 +163,15 @@ class DigitSet:
         is too large, not a zip, or would overfill the set is refused as a whole.
         """
         if len(data) > MAX_ZIP_BYTES:
-            raise DigitSetError(f"The zip is {len(data) / 2**20:.1f} MB; the limit is {MAX_ZIP_BYTES // 2**20} MB.")
+            raise DigitSetError("drawing.digits.zip_too_large", size=f"{len(data) / 2**20:.1f}", limit=MAX_ZIP_BYTES // 2**20)
         try:
             archive = zipfile.ZipFile(io.BytesIO(data))
             members = archive.infolist()
         except (zipfile.BadZipFile, OSError, ValueError) as error:
-            raise DigitSetError(f"The file is not a readable zip ({error}). Export a set from this page to see the format.") from None
+            raise DigitSetError("drawing.digits.not_zip", detail=str(error)) from None
         labelled = [(member, label) for member in members if (label := _label_of(member)) is not None]
         if len(self) + len(labelled) > MAX_DIGITS:
-            raise DigitSetError(f"The zip holds {len(labelled)} digits; with yours that is more than the {MAX_DIGITS} a set may hold.")
+            raise DigitSetError("drawing.digits.zip_overfills", count=len(labelled), limit=MAX_DIGITS)
         prepared = []
         for member, label in labelled:
             if member.file_size > MAX_ENTRY_BYTES:
@@ -216,7 +216,7 @@ def evaluate(model: nn.Module, digit_set: DigitSet) -> SetReport:
 
 def _checked_label(label: int) -> int:
     if not isinstance(label, (int, np.integer)) or isinstance(label, bool) or not 0 <= int(label) <= 9:
-        raise DigitSetError(f"A digit's label must be a whole number from 0 to 9, not {label!r}.")
+        raise DigitSetError("drawing.digits.bad_label", value=repr(label))
     return int(label)
 
 

@@ -79,10 +79,10 @@ def prepare(picture: np.ndarray | Image.Image) -> Prepared:
     ink = _reduce(ink)
     ink = np.clip(ink - _uneven_ground(ink), 0.0, 1.0)
     if float(ink.max() - ink.min()) < MIN_CONTRAST:
-        raise EmptyDrawing("The picture is empty: there is no digit to classify. Draw a digit (0–9) that fills most of the box.")
+        raise EmptyDrawing("drawing.empty")
     mask = ink > _otsu_threshold(ink)
     if int(mask.sum()) < max(MIN_INK_PIXELS, MIN_INK_FRACTION * ink.size):
-        raise EmptyDrawing("There is hardly any ink: draw the whole digit, larger, with a continuous stroke.")
+        raise EmptyDrawing("drawing.faint")
     ground = _ground_level(ink[~mask])
     # The digit's extent includes its faint anti-aliased rim (as MNIST's 20-px box does), so the
     # parts are found just above the ground, not at Otsu's threshold, which would crop the rim
@@ -104,9 +104,9 @@ def read_upload(data: bytes) -> Image.Image:
     upright by its EXIF orientation (phone photos) and reduced to at most WORKING_SIDE a side.
     """
     if len(data) > MAX_UPLOAD_BYTES:
-        raise DrawingError(f"The file is {len(data) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB. Crop or shrink the photo.")
+        raise DrawingError("drawing.file_too_large", size=f"{len(data) / 2**20:.1f}", limit=MAX_UPLOAD_BYTES // 2**20)
     if not any(data.startswith(signature) for signature in _SIGNATURES):
-        raise DrawingError("Only PNG and JPEG images can be read. Save the picture as .png or .jpg and try again.")
+        raise DrawingError("drawing.not_png_or_jpeg")
     with warnings.catch_warnings():
         # Pillow warns (DecompressionBombWarning) before decoding an image past its own limit; refuse instead.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -114,10 +114,7 @@ def read_upload(data: bytes) -> Image.Image:
             image = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)  # Reads the header only.
             width, height = image.size
             if width * height > MAX_UPLOAD_PIXELS:
-                raise DrawingError(
-                    f"The image claims {width}×{height} pixels, more than the {MAX_UPLOAD_PIXELS // 1_000_000} million allowed; "
-                    "it is refused without decoding it. Use a smaller photo."
-                )
+                raise DrawingError("drawing.too_many_pixels", width=width, height=height, limit=MAX_UPLOAD_PIXELS // 1_000_000)
             if image.format == "JPEG":
                 image.draft("L", (WORKING_SIDE, WORKING_SIDE))  # Let libjpeg decode at 1/2, 1/4 or 1/8 scale.
             image.load()
@@ -125,11 +122,11 @@ def read_upload(data: bytes) -> Image.Image:
         except DrawingError:
             raise
         except Image.UnidentifiedImageError:
-            raise DrawingError("The image cannot be read: it is damaged or not really a PNG or JPEG. Save it again and retry.") from None
+            raise DrawingError("drawing.unidentified") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise DrawingError(f"The image is refused without decoding it: {error} Use a smaller photo.") from None
+            raise DrawingError("drawing.decompression_bomb", detail=str(error)) from None
         except (OSError, SyntaxError, ValueError) as error:
-            raise DrawingError(f"The image cannot be read ({error}). It may be damaged; save it again as PNG or JPEG.") from None
+            raise DrawingError("drawing.unreadable", detail=str(error)) from None
     image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
     return image
 
@@ -156,7 +153,7 @@ def _ink(picture: np.ndarray | Image.Image) -> tuple[np.ndarray, bool, bool]:
         # ITU-R 601 luma, as Pillow's convert("L") computes it.
         array = array[:, :, 0] * 0.299 + array[:, :, 1] * 0.587 + array[:, :, 2] * 0.114
     if array.ndim != 2 or min(array.shape) < 1:
-        raise DrawingError(f"A drawing must be a grey, RGB or RGBA image; got an array of shape {np.shape(picture)}.")
+        raise DrawingError("drawing.bad_shape", shape=str(np.shape(picture)))
     # uint8 pictures run 0–255; float ones are taken to run 0–1 unless they exceed it.
     scale = 255.0 if np.asarray(picture).dtype == np.uint8 or float(array.max()) > 1.0 else 1.0
     grey = array.astype(np.float32) / scale

@@ -41,9 +41,9 @@ def attribute(model: nn.Sequential, image: torch.Tensor, target: int, method: st
     elif method == "grad_cam":
         layer = last_conv(model)
         if layer is None:
-            raise ProbeError("Grad-CAM needs a convolution layer, and this network has none; use saliency or integrated gradients.")
+            raise ProbeError("probe.grad_cam_needs_conv")
         maps = LayerGradCam(model, layer).attribute(inputs, target=target)  # (1, 1, h, w) at the layer's resolution
         attributions = LayerAttribution.interpolate(maps, tuple(inputs.shape[-2:]), interpolate_mode="bilinear")
     else:
-        raise ProbeError(f"Unknown attribution method {method!r}; choose one of {', '.join(METHODS)}.")
+        raise ProbeError("probe.unknown_method", method=str(method), choices=list(METHODS))
     return attributions[0, 0].detach().numpy().astype(np.float32)

@@ -39,12 +39,12 @@ class Ensemble:
 def combine(members: list[Predictions], combination: str = "vote") -> Ensemble:
     """Majority vote (ties go to the class with the larger summed probability) or averaged probabilities."""
     if not members:
-        raise ProbeError("Pick at least one finished run for the ensemble.")
+        raise ProbeError("probe.ensemble_empty")
     if combination not in COMBINATIONS:
-        raise ProbeError(f"Unknown combination {combination!r}; choose one of {', '.join(COMBINATIONS)}.")
+        raise ProbeError("probe.unknown_combination", combination=str(combination), choices=list(COMBINATIONS))
     labels = members[0].labels
     if any(len(member.labels) != len(labels) or not np.array_equal(member.labels, labels) for member in members):
-        raise ProbeError("The runs were evaluated on different images (another dataset?); an ensemble needs the same test set.")
+        raise ProbeError("probe.ensemble_different_images")
     probabilities = np.stack([member.probabilities for member in members])  # (members, N, 10)
     predicted = probabilities.argmax(axis=2)  # (members, N)
     summed = probabilities.sum(axis=0)  # (N, 10)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from core.model.vocabulary import INPUT_SHAPE, POOL_KINDS, describe_layer
+from core.errors import counted
 from core.probes.loading import ProbeError, as_inputs
 
 PIXELS = INPUT_SHAPE[1] * INPUT_SHAPE[2]
@@ -81,7 +82,7 @@ def filter_layers(model: nn.Sequential, spec: dict) -> list[FilterLayer]:
 def filter_grid(model: nn.Sequential, layer: FilterLayer, input_channel: int = 0) -> FilterGrid:
     """The layer's weights as images; for a conv layer with several input maps, those for `input_channel`."""
     if not 0 <= input_channel < layer.input_channels:
-        raise ProbeError(f"Layer {layer.index + 1} reads {layer.input_channels} input map(s); there is no map {input_channel + 1}.")
+        raise ProbeError("probe.no_input_map", layer=layer.index + 1, maps=counted("probe.input_maps", layer.input_channels), map=input_channel + 1)
     weight = weight_module(model, layer.index).weight.detach().cpu()
     if layer.kind == "conv":
         images = weight[:, input_channel]  # (filters, kernel_h, kernel_w)
@@ -130,7 +131,7 @@ def top_patches(
 ) -> TopPatches:
     """The `count` images (uint8 (N, 28, 28)) whose strongest response per filter of conv layer `layer_index` is highest."""
     if not isinstance(weight_module(model, layer_index), nn.Conv2d):
-        raise ProbeError(f"Layer {layer_index + 1} is not a convolution layer; only conv filters have patches.")
+        raise ProbeError("probe.patches_need_conv", layer=layer_index + 1)
     model.eval()
     best_values = best_images = best_positions = None
     for start in range(0, len(images), batch_size):

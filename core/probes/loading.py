@@ -47,8 +47,8 @@ def as_inputs(images: torch.Tensor) -> torch.Tensor:
     return images.unsqueeze(1).float().div_(255.0)
 
 
-def checked_index(index: int, count: int, what: str = "test image") -> int:
-    """`index` if 0 ≤ index < count; otherwise a `ProbeError` that names the valid range."""
+def checked_index(index: int, count: int) -> int:
+    """`index` if 0 ≤ index < count; otherwise a `ProbeError` that names the valid range of test images."""
     if not 0 <= index < count:
-        raise ProbeError(f"There is no {what} {index}: pick an index from 0 to {count - 1}.")
+        raise ProbeError("probe.no_test_image", index=str(index), last=count - 1)  # as typed, not "10,000"
     return index

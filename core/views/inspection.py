@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from core.data import datasets
+from core.errors import counted
 from core.jobs.store import RunNotFound, RunStore
 from core.probes import activations as activation_probes
 from core.probes import filters as filter_probes
@@ -45,7 +46,7 @@ def best_checkpoint(store: RunStore, run_id: int) -> Path:
     run = store.get(run_id, with_metrics=False)
     path = store.best_checkpoint_path(run_id)
     if not path.is_file():
-        raise ProbeError(f"Run {run_id} has no saved weights yet ({run.status}, {run.epochs_done} epoch(s) done): inspect it once it finishes an epoch.")
+        raise ProbeError("probe.no_weights", run=run_id, status=run.status, done=counted("probe.epochs_done", run.epochs_done))
     return path
 
 
