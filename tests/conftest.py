@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from core.data import datasets as data
 from core.jobs.store import RunStore
+
+
+@pytest.fixture(autouse=True)
+def real_main_module():
+    """Put `sys.modules["__main__"]` back after each test.
+
+    AppTest runs a page script as `__main__` and leaves it there; a process started later with
+    multiprocessing's "spawn" re-runs `__main__`'s file first, so it would run that script (an
+    `AppTest.from_function` script even fails there) instead of starting cleanly.
+    """
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")
