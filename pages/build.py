@@ -91,7 +91,7 @@ def kind_name(kind: str) -> str:
 
 
 def layer_title(layer: dict) -> str:
-    details = builder.layer_label(layer)
+    details = builder.layer_label(layer, language())
     return f"{kind_name(layer['kind'])} · {details}" if details else kind_name(layer["kind"])
 
 
@@ -235,7 +235,7 @@ def shape_table(work: dict, checked: builder.Checked) -> list[dict]:
     table = [dict(zip(columns, ["", t("build.input_row"), builder.format_shape(checked.summary.input_shape), "0"]))]
     for row in checked.summary.rows:
         layer = work["layers"][row.index]
-        name = " · ".join(part for part in (t(f"build.kind_short.{layer['kind']}"), builder.layer_label(layer)) if part)
+        name = " · ".join(part for part in (t(f"build.kind_short.{layer['kind']}"), builder.layer_label(layer, language())) if part)
         values = [str(row.index + 1), name, builder.format_shape(row.output_shape), f"{row.parameters:,}"]
         table.append(dict(zip(columns, values)))
     if checked.valid:

@@ -8,7 +8,7 @@ from core.drawing import classify, digits, preprocess
 from core.training import checkpoint
 from core.views import drawing_plots
 from pages import canvas_widget
-from pages.common import language, require_frame, service, t
+from pages.common import language, require_frame, select_run, service, t
 
 require_frame()
 
@@ -49,7 +49,14 @@ def my_digits() -> digits.DigitSet:
     return digits.DigitSet(service().store.directory, st.session_state.owner)
 
 
-def show_prediction(prepared: preprocess.Prepared, model, dataset: str, uploaded: bool) -> None:
+def open_in_inspect(run_id: int, view: str) -> None:
+    """Show the drawing in the Inspect page's `view` (activations or attribution) for the run it was classified by."""
+    select_run(run_id)
+    st.session_state["inspect.view"], st.session_state["inspect.pick"] = view, "drawing"
+    st.switch_page("pages/inspect.py")
+
+
+def show_prediction(prepared: preprocess.Prepared, model, dataset: str, uploaded: bool, run_id: int) -> None:
     probabilities = classify.probabilities(model, prepared.image)
     digit = int(probabilities.argmax())
     # Shared with the pages that inspect or attack a drawing (see pages/common.py's key list).
@@ -62,6 +69,11 @@ def show_prediction(prepared: preprocess.Prepared, model, dataset: str, uploaded
         verdict.caption(t("draw.inverted"))
     names = classify.class_names(dataset)
     st.plotly_chart(drawing_plots.probability_bars(probabilities.tolist(), names, t("draw.probability")), key="draw.probabilities")
+    activations_column, attribution_column = st.columns(2)
+    if activations_column.button(t("draw.open_activations"), icon="🔬", key="draw.open_activations", width="stretch"):
+        open_in_inspect(run_id, "activations")
+    if attribution_column.button(t("draw.open_attribution"), icon="🔥", key="draw.open_attribution", width="stretch"):
+        open_in_inspect(run_id, "attribution")
     save_form(prepared.image, digit)
 
 
@@ -137,7 +149,7 @@ with result_column:
             prepared = None
             st.info(t("draw.start"))
         if prepared is not None:
-            show_prediction(prepared, model, dataset, uploaded=photo is not None)
+            show_prediction(prepared, model, dataset, uploaded=photo is not None, run_id=chosen.id)
     except preprocess.DrawingError as error:
         st.warning(error.render(language()))
 

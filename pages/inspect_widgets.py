@@ -3,15 +3,18 @@
 Loaded models and test predictions are cached per checkpoint file (its path, size and
 modification time), so moving a slider never reloads a model, and a resumed run's newer
 weights are picked up. Session-state keys: "inspect.view" (the view shown), "inspect.image"
-(the test image Activations and Attribution show, set by a mistake's button too).
+(the test image Activations and Attribution show, set by a mistake's button too), and
+"drawing" (the Draw page's latest 28×28 digit, offered as a fourth source of images).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
+import torch
 
 from core.probes import attribution as attribution_probes
 from core.probes import ensembles as ensemble_probes
@@ -121,13 +124,26 @@ def _keep_image() -> None:
     st.session_state["inspect.image"] = int(st.session_state["inspect.image_input"])
 
 
-def chosen_image(loaded: inspection.LoadedRun) -> int:
-    """The test image to show: by index, by class, or from the mistakes; kept across views in "inspect.image"."""
+@dataclass(frozen=True)
+class Chosen:
+    """The image Activations and Attribution show: a test image (with its index and label) or the user's drawing."""
+
+    image: torch.Tensor  # (28, 28) uint8
+    index: int | None  # the test-set index; None for a drawing
+    label: int | None  # the true class; None for a drawing
+
+
+def chosen_image(loaded: inspection.LoadedRun) -> Chosen:
+    """The image to show: a test image by index, by class or from the mistakes, or the Draw page's drawing."""
     count = len(loaded.splits.test_images)
     st.session_state.setdefault("inspect.image", 0)
     st.session_state.setdefault("inspect.pick", "index")
-    picks = ("index", "class", "mistake")
+    picks = ("index", "class", "mistake") + (("drawing",) if st.session_state.get("drawing") is not None else ())
+    if st.session_state["inspect.pick"] not in picks:
+        st.session_state["inspect.pick"] = "index"
     pick = st.radio(t("inspect.image.pick"), picks, format_func=lambda name: t(f"inspect.image.by_{name}"), horizontal=True, key="inspect.pick")
+    if pick == "drawing":
+        return Chosen(torch.as_tensor(np.asarray(st.session_state["drawing"], dtype=np.uint8)), None, None)
     if pick == "index":
         st.session_state["inspect.image_input"] = st.session_state["inspect.image"]
         st.number_input(t("inspect.image.index"), 0, count - 1, key="inspect.image_input", on_change=_keep_image)
@@ -150,7 +166,17 @@ def chosen_image(loaded: inspection.LoadedRun) -> int:
                 format_func=lambda i: t("inspect.ensembles.tile", index=i, label=names[labels[i]], prediction=names[predicted[i]]),
             )  # fmt: skip
             st.session_state["inspect.image"] = int(index)
-    return int(st.session_state["inspect.image"])
+    index = int(st.session_state["inspect.image"])
+    return Chosen(loaded.splits.test_images[index], index, int(loaded.splits.test_labels[index]))
+
+
+def chosen_caption(loaded: inspection.LoadedRun, chosen: Chosen, probabilities) -> str:
+    """A test image's caption from the run's predictions, or the drawing's from the probabilities just computed."""
+    if chosen.index is not None:
+        return image_caption(loaded, chosen.index)
+    probabilities = np.asarray(probabilities, dtype=float)
+    predicted = int(probabilities.argmax())
+    return t("inspect.image.drawing_caption", prediction=loaded.splits.class_names[predicted], confidence=run_views.percent(float(probabilities[predicted])))
 
 
 def image_caption(loaded: inspection.LoadedRun, index: int) -> str:
@@ -166,15 +192,15 @@ def image_caption(loaded: inspection.LoadedRun, index: int) -> str:
 
 
 def activations(loaded: inspection.LoadedRun) -> None:
-    index = chosen_image(loaded)
-    result = inspection.test_image_activations(loaded, index)
+    chosen = chosen_image(loaded)
+    result = inspection.image_activations(loaded, chosen.image)
     picture, bars = st.columns([1, 3])
-    picture.image(loaded.splits.test_images[index].numpy(), width=140)
-    picture.caption(image_caption(loaded, index))
+    picture.image(chosen.image.numpy(), width=140)
+    picture.caption(chosen_caption(loaded, chosen, result.probabilities))
     bars.caption(t("inspect.activations.probabilities"))
     with bars:
-        label = int(loaded.splits.test_labels[index])
-        chart(inspect_plots.probabilities(result.probabilities, loaded.splits.class_names, label, language()), key="inspect.activations.probabilities")
+        figure = inspect_plots.probabilities(result.probabilities, loaded.splits.class_names, chosen.label, language())
+        chart(figure, key="inspect.activations.probabilities")
     for layer in result.layers:
         shape = "×".join(str(side) for side in layer.values.shape)
         st.markdown(f"**{t('inspect.activations.layer', layer=layer.index + 1, description=layer.description, shape=shape)}**")
@@ -247,18 +273,20 @@ def gallery(loaded: inspection.LoadedRun, scores: mistakes.Predictions, indices:
 
 
 def attribution(loaded: inspection.LoadedRun) -> None:
-    index = chosen_image(loaded)
-    scores = predictions(loaded.run_id)
+    chosen = chosen_image(loaded)
     names = loaded.splits.class_names
-    targets = {"predicted": int(scores.predicted[index]), "true": int(scores.labels[index])}
+    probabilities = inspection.image_activations(loaded, chosen.image).probabilities
+    targets = {"predicted": int(np.asarray(probabilities).argmax())}
+    if chosen.label is not None:  # A drawing has no true class.
+        targets["true"] = chosen.label
     target_name = st.radio(
         t("inspect.attribution.target"), list(targets), horizontal=True, key="inspect.attribution_target",
         format_func=lambda name: f"{t(f'inspect.plot.{name}')}: {names[targets[name]]}",
     )  # fmt: skip
-    st.caption(image_caption(loaded, index))
+    st.caption(chosen_caption(loaded, chosen, probabilities))
     st.caption(t("inspect.attribution.help"))
     methods = attribution_probes.methods_for(loaded.model)
-    image = loaded.splits.test_images[index]
+    image = chosen.image
     for column, method in zip(st.columns(3), attribution_probes.METHODS):
         column.markdown(f"**{t(f'inspect.attribution.{method}')}**")
         if method not in methods:

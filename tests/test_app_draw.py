@@ -154,3 +154,17 @@ def test_the_page_in_korean(app_store, finished_run):
     assert {button.label for button in at.button} >= {"지우기", "되돌리기"}
     assert at.slider(key="draw.pen_width").label == "펜 굵기"
     assert "내 숫자" in [element.value for element in at.subheader]
+
+
+@pytest.mark.parametrize("view", ["activations", "attribution"])
+def test_a_drawing_opens_in_inspect_for_the_run_that_classified_it(app_store, finished_run, mnist, view):
+    at = open_draw()
+    canvas = synthetic.as_drawn(mnist.test_images[0].numpy(), np.random.default_rng(3))
+    draw(at, canvas)
+    at.button(key=f"draw.open_{view}").click().run()
+    assert not at.exception, [error.value for error in at.exception]
+    assert at.session_state["selected_run"] == finished_run
+    assert at.session_state["inspect.view"] == view and at.session_state["inspect.pick"] == "drawing"
+    assert at.title[0].value == en("inspect.title")  # the Inspect page, showing the drawing
+    assert at.radio(key="inspect.pick").value == "drawing"
+    assert np.array_equal(at.session_state["drawing"], preprocess.prepare(canvas).image)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+import torch
 from streamlit.testing.v1 import AppTest
 
 from core.jobs.store import RunStore
@@ -92,6 +93,35 @@ def test_a_confusion_cell_shows_exactly_its_images_and_a_mistake_opens_in_activa
     )  # fmt: skip
     assert caption in texts(at)
     assert len(at.get("plotly_chart")) >= 1 + 5  # the probabilities and one chart per layer
+
+
+def open_with_drawing(run_id: int, view: str, drawing: np.ndarray) -> AppTest:
+    """The Inspect page as the Draw page's buttons open it: the drawing in session state, picked as the source."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["selected_run"] = run_id
+    at.run()
+    at.session_state["drawing"] = drawing
+    at.session_state["inspect.view"], at.session_state["inspect.pick"] = view, "drawing"
+    at.switch_page("pages/inspect.py")
+    at.run()
+    assert not at.exception, [error.value for error in at.exception]
+    return at
+
+
+def test_the_users_drawing_is_a_source_of_activations_and_attribution(app_runs):
+    store, run_id = app_runs
+    loaded = inspection.load_run(store, run_id)
+    drawing = loaded.splits.test_images[7].numpy().T.copy()  # a 28×28 uint8 digit that is not any test image
+    at = open_with_drawing(run_id, "activations", drawing)
+    with torch.no_grad():  # the authority: a plain forward pass of the drawing, in [0, 1]
+        direct = torch.softmax(loaded.model(torch.as_tensor(drawing).float().div(255).view(1, 1, 28, 28)), dim=1)[0]
+    predicted = int(direct.argmax())
+    caption = i18n.translate("en", "inspect.image.drawing_caption", prediction=str(predicted), confidence=f"{float(direct[predicted]) * 100:.2f}%")
+    assert caption in texts(at)
+    assert len(at.get("plotly_chart")) >= 1 + len(loaded.spec["layers"]) - 1  # the probabilities and the layers' outputs
+
+    at = open_with_drawing(run_id, "attribution", drawing)
+    assert at.radio(key="inspect.attribution_target").options == [f"{i18n.translate('en', 'inspect.plot.predicted')}: {predicted}"]  # no true class
 
 
 @pytest.mark.parametrize("view", ["attribution", "ensembles", "diagnostics"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import json
 import zlib
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +16,7 @@ from core.model import network as networks
 from core.model import vocabulary
 from core.training import presets
 from core.views import builder_state as builder
+from core.views import i18n
 
 PRESET_NAMES = list(presets.all_presets())
 
@@ -374,3 +376,16 @@ def test_a_preset_stays_itself_until_it_is_edited():
     assert builder.unedited_preset(builder.to_spec(builder.editable(network)), "lenet-5") is None
     assert builder.unedited_preset(builder.to_spec(work), None) is None
     assert builder.unedited_preset(builder.to_spec(work), "no-such-preset") is None
+
+
+def test_layer_labels_read_in_the_pages_language():
+    conv = {**vocabulary.default_layer("conv"), "stride": 2, "padding": 1, "activation": "sigmoid"}
+    assert builder.layer_label(conv) == "20 × 5×5, stride 2, pad 1, sigmoid"
+    assert builder.layer_label(conv, "ko") == "20 × 5×5, 스트라이드 2, 패딩 1, 시그모이드(sigmoid)"
+    assert builder.layer_label({"kind": "output", "init": "zeros"}, "ko") == "소프트맥스 10"
+    for preset in presets.all_presets().values():  # no English word in a Korean label, outside the activations' (name)
+        for layer in vocabulary.normalize_spec(preset.network)["layers"]:
+            korean = builder.layer_label(layer, "ko")
+            if "activation" in layer:  # the catalog's own name for it (ReLU is ReLU in Korean classrooms too)
+                korean = korean.replace(i18n.translate("ko", f"build.choice.activation.{layer['activation']}"), "")
+            assert not re.search(r"[A-Za-z]{2,}", korean), (preset.name, korean)

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from core.errors import LayerLabError
 from core.model import network as networks
 from core.model import vocabulary
+from core.views.i18n import translate
 from core.training import presets
 
 # Browsers and chat programs keep links of a few thousand characters intact; a network of
@@ -302,10 +303,36 @@ def _rows_before(spec: dict, error: vocabulary.SpecError) -> list[networks.Layer
     return rows[:-1] if lent else rows
 
 
-def layer_label(layer: dict) -> str:
-    """The details after a layer's kind, e.g. '20 × 5×5, sigmoid' for a conv layer ('' when none)."""
-    described = vocabulary.describe_layer(layer)
-    return described[len(layer["kind"]) :].strip() if described.startswith(layer["kind"]) else described
+def layer_label(layer: dict, language: str = "en") -> str:
+    """The details after a layer's kind in `language`, e.g. '20 × 5×5, sigmoid' for a conv layer ('' when none).
+
+    Numbers stay as they are; the words (activation names, stride, padding, softmax) come from
+    the catalogs, so a Korean card reads '20 × 5×5, 시그모이드(sigmoid)'.
+    """
+    kind = layer["kind"]
+    activation = translate(language, f"build.choice.activation.{layer['activation']}") if "activation" in layer else ""
+    parts: list[str] = []
+    if kind == "dense":
+        parts = [str(layer["units"]), activation]
+    elif kind == "conv":
+        kernel = layer["kernel_size"]
+        parts = [f"{layer['filters']} × {kernel}×{kernel}"]
+        if layer["stride"] != 1:
+            parts.append(translate(language, "build.label.stride", stride=layer["stride"]))
+        if layer["padding"]:
+            parts.append(translate(language, "build.label.padding", padding=layer["padding"]))
+        parts.append(activation)
+    elif kind in vocabulary.POOL_KINDS:
+        size = layer["size"]
+        stride = layer["stride"] if layer["stride"] is not None else size
+        parts = [f"{size}×{size}"] + ([translate(language, "build.label.stride", stride=stride)] if stride != size else [])
+    elif kind == "dropout":
+        parts = [f"p={layer['p']:g}"]
+    elif kind == "activation":
+        parts = [activation]
+    elif kind == "output":
+        parts = [translate(language, "build.label.softmax", classes=vocabulary.NUM_CLASSES)]
+    return ", ".join(part for part in parts if part)
 
 
 def format_shape(shape: tuple[int, ...]) -> str:

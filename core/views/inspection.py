@@ -70,6 +70,11 @@ def test_image_activations(loaded: LoadedRun, index: int) -> activation_probes.A
     return activation_probes.activations(loaded.model, loaded.spec, loaded.splits.test_images[index])
 
 
+def image_activations(loaded: LoadedRun, image) -> activation_probes.Activations:
+    """Every layer's output for any (28, 28) uint8 image: a test image or the user's drawing."""
+    return activation_probes.activations(loaded.model, loaded.spec, image)
+
+
 def top_patches(
     store: RunStore, run_id: int, checkpoint_path: Path, model: nn.Sequential, spec: dict, layer_index: int, splits: datasets.Splits,
     progress: Callable[[float], None] | None = None,
