@@ -381,11 +381,11 @@ def test_a_preset_stays_itself_until_it_is_edited():
 def test_layer_labels_read_in_the_pages_language():
     conv = {**vocabulary.default_layer("conv"), "stride": 2, "padding": 1, "activation": "sigmoid"}
     assert builder.layer_label(conv) == "20 × 5×5, stride 2, pad 1, sigmoid"
-    assert builder.layer_label(conv, "ko") == "20 × 5×5, 스트라이드 2, 패딩 1, 시그모이드(sigmoid)"
+    assert builder.layer_label(conv, "ko") == "20 × 5×5, 스트라이드 2, 패딩 1, 시그모이드"
     assert builder.layer_label({"kind": "output", "init": "zeros"}, "ko") == "소프트맥스 10"
     for preset in presets.all_presets().values():  # no English word in a Korean label, outside the activations' (name)
         for layer in vocabulary.normalize_spec(preset.network)["layers"]:
             korean = builder.layer_label(layer, "ko")
             if "activation" in layer:  # the catalog's own name for it (ReLU is ReLU in Korean classrooms too)
-                korean = korean.replace(i18n.translate("ko", f"build.choice.activation.{layer['activation']}"), "")
+                korean = korean.replace(i18n.translate("ko", f"build.activation_short.{layer['activation']}"), "")
             assert not re.search(r"[A-Za-z]{2,}", korean), (preset.name, korean)

@@ -307,10 +307,11 @@ def layer_label(layer: dict, language: str = "en") -> str:
     """The details after a layer's kind in `language`, e.g. '20 × 5×5, sigmoid' for a conv layer ('' when none).
 
     Numbers stay as they are; the words (activation names, stride, padding, softmax) come from
-    the catalogs, so a Korean card reads '20 × 5×5, 시그모이드(sigmoid)'.
+    the catalogs, so a Korean card reads '20 × 5×5, 시그모이드'.
     """
     kind = layer["kind"]
-    activation = translate(language, f"build.choice.activation.{layer['activation']}") if "activation" in layer else ""
+    # The short name (the Korean selectbox spells "시그모이드(sigmoid)" out; a card title and a table cell need less).
+    activation = translate(language, f"build.activation_short.{layer['activation']}") if "activation" in layer else ""
     parts: list[str] = []
     if kind == "dense":
         parts = [str(layer["units"]), activation]
