@@ -126,3 +126,43 @@ def wait_for(what: str, check: Callable[[], T], timeout: float, interval: float 
             detail = f" (last error: {last_error})" if last_error else ""
             raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+# ----------------------------------------------------------------------------- what every browser test shares
+
+NO_EXCEPTION = "[data-testid=stException]"
+PAGE_DEADLINE = 60.0  # seconds for a page to draw (the first one imports torch on the server)
+
+
+def launch_browser():
+    """Debian's Chromium through Playwright, for a fixture to yield; closed when the fixture ends."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise AssertionError("Python playwright is missing: run `make test`, which installs requirements.txt.") from None
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def stop_server(process: subprocess.Popen, runs: Path, scheduler: int | None) -> None:
+    """Stop a test's app server and every process it started with `runs`; fail if any is left."""
+    stop_process(process)
+    left = stop_runs_processes(runs, scheduler)
+    assert not left, f"processes still using {runs} after the test: {left}"
+
+
+def assert_no_exception(page) -> None:
+    boxes = page.locator(NO_EXCEPTION)
+    assert boxes.count() == 0, f"the page shows an exception: {boxes.first.inner_text()[:2000]}"
+
+
+def wait_idle(page, timeout: float = PAGE_DEADLINE) -> None:
+    """Wait until Streamlit has finished the current rerun (its status widget says 'Running…' meanwhile)."""
+    wait_for("the app to finish running", lambda: page.locator("[data-testid=stStatusWidget]").count() == 0, timeout)
+    assert_no_exception(page)
+
+
+def main_text(page) -> str:
+    return page.locator("[data-testid=stMain]").inner_text()

@@ -27,7 +27,18 @@ from core.jobs.store import RunStore
 from core.model import network as networks
 from core.training.presets import get as get_preset
 from core.views import i18n, run_views
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, start_server, stop_process, stop_runs_processes, wait_for
+from tests.browser_support import (
+    CHROMIUM,
+    ROOT,
+    assert_no_exception,
+    free_port,
+    launch_browser,
+    main_text,
+    start_server,
+    stop_server,
+    wait_for,
+    wait_idle,
+)
 
 SCREENSHOTS = Path(os.environ.get("LAYERLAB_SCREENSHOTS") or ROOT / "bench-out" / "screenshots")
 VIEWPORT = {"width": 1400, "height": 900}
@@ -35,7 +46,6 @@ PRESET = "fast"  # Two small conv layers: a nice diagram, and a few seconds per 
 EPOCHS, TRAIN_SUBSET, BATCH_SIZE = 3, 3000, 64
 RUN_DEADLINE = 120.0  # seconds from pressing Train to the final figures
 PAGE_DEADLINE = 60.0  # seconds for a page to draw (the first one imports torch on the server)
-NO_EXCEPTION = "[data-testid=stException]"
 
 
 def en(key: str, **values) -> str:
@@ -58,40 +68,15 @@ def server(tmp_path_factory):
     try:
         yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "store": store}
     finally:
-        scheduler = scheduler_pid(store)
-        stop_process(process)
-        left = stop_runs_processes(runs, scheduler)
-        assert not left, f"processes still using {runs} after the test: {left}"
+        stop_server(process, runs, scheduler_pid(store))
 
 
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Python playwright is missing: run `make test`, which installs requirements.txt.")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    yield from launch_browser()
 
 
 # ----------------------------------------------------------------------------- page helpers
-
-
-def assert_no_exception(page) -> None:
-    boxes = page.locator(NO_EXCEPTION)
-    assert boxes.count() == 0, f"the page shows an exception: {boxes.first.inner_text()[:2000]}"
-
-
-def wait_idle(page, timeout: float = PAGE_DEADLINE) -> None:
-    """Wait until Streamlit has finished the current rerun (its status widget says 'Running…' meanwhile)."""
-    wait_for("the app to finish running", lambda: page.locator("[data-testid=stStatusWidget]").count() == 0, timeout)
-    assert_no_exception(page)
-
-
-def main_text(page) -> str:
-    return page.locator("[data-testid=stMain]").inner_text()
 
 
 def metric_value(page, label: str) -> str | None:

@@ -26,7 +26,7 @@ from core.jobs.store import RunStore
 from core.training.presets import get as get_preset
 from core.training.settings import TrainSettings
 from core.views import i18n
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, start_server, stop_process, stop_runs_processes, wait_for
+from tests.browser_support import CHROMIUM, ROOT, free_port, launch_browser, start_server, stop_server, wait_for, wait_idle
 
 SCREENSHOTS = Path(os.environ.get("LAYERLAB_SCREENSHOTS") or ROOT / "bench-out" / "screenshots")
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -64,29 +64,15 @@ def server(tmp_path_factory):
     try:
         yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "store": store, "run_id": run_id}
     finally:
-        scheduler = scheduler_pid(store)
-        stop_process(process)
-        left = stop_runs_processes(runs, scheduler)
-        assert not left, f"processes still using {runs} after the test: {left}"
+        stop_server(process, runs, scheduler_pid(store))
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    yield from launch_browser()
 
 
 # ----------------------------------------------------------------------------- page helpers (shared with benchmarks/drawing.py)
-
-
-def wait_idle(page, timeout: float = PAGE_DEADLINE) -> None:
-    wait_for("the app to finish running", lambda: page.locator("[data-testid=stStatusWidget]").count() == 0, timeout)
-    boxes = page.locator("[data-testid=stException]")
-    assert boxes.count() == 0, f"the page shows an exception: {boxes.first.inner_text()[:2000]}"
 
 
 def open_draw_page(page, url: str, owner: str = "") -> None:

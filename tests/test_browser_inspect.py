@@ -30,14 +30,25 @@ from core.probes import activations as activation_probes
 from core.probes import filters as filter_probes
 from core.probes import loading, mistakes
 from core.views import i18n, inspection, run_views
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, start_server, stop_process, stop_runs_processes, wait_for
+from tests.browser_support import (
+    CHROMIUM,
+    NO_EXCEPTION,
+    ROOT,
+    assert_no_exception,
+    free_port,
+    launch_browser,
+    main_text,
+    start_server,
+    stop_server,
+    wait_for,
+)
+from tests.browser_support import wait_idle as support_wait_idle
 from tests.inspect_support import train_run
 
 SCREENSHOTS = Path(os.environ.get("LAYERLAB_SCREENSHOTS") or ROOT / "bench-out" / "screenshots")
 VIEWPORT = {"width": 1400, "height": 1000}
 PAGE_DEADLINE = 90.0  # seconds for a view to draw on a loaded machine (the first one imports torch and loads MNIST on the server)
 GALLERY_PAGE = 40  # images on one gallery page (pages/inspect_widgets.py)
-NO_EXCEPTION = "[data-testid=stException]"
 
 
 def en(key: str, **values) -> str:
@@ -61,40 +72,19 @@ def server(tmp_path_factory):
     try:
         yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "store": store, "run_id": run_id}
     finally:
-        scheduler = scheduler_pid(store)
-        stop_process(process)
-        left = stop_runs_processes(runs, scheduler)
-        assert not left, f"processes still using {runs} after the test: {left}"
+        stop_server(process, runs, scheduler_pid(store))
 
 
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Python playwright is missing: run `make test`, which installs requirements.txt.")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    yield from launch_browser()
 
 
 # ----------------------------------------------------------------------------- page helpers
 
 
-def assert_no_exception(page) -> None:
-    boxes = page.locator(NO_EXCEPTION)
-    assert boxes.count() == 0, f"the page shows an exception: {boxes.first.inner_text()[:2000]}"
-
-
 def wait_idle(page, timeout: float = PAGE_DEADLINE) -> None:
-    """Wait until Streamlit has finished the current rerun (its status widget says 'Running…' meanwhile)."""
-    wait_for("the app to finish running", lambda: page.locator("[data-testid=stStatusWidget]").count() == 0, timeout)
-    assert_no_exception(page)
-
-
-def main_text(page) -> str:
-    return page.locator("[data-testid=stMain]").inner_text()
+    support_wait_idle(page, timeout)  # this journey's longer deadline
 
 
 def charts(page):

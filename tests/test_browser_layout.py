@@ -26,7 +26,7 @@ from core.jobs.store import RunStore
 from core.training.presets import get as get_preset
 from core.training.settings import TrainSettings
 from core.views import i18n
-from tests.browser_support import CHROMIUM, free_port, start_server, stop_process, stop_runs_processes, wait_for
+from tests.browser_support import CHROMIUM, free_port, start_server, stop_server, wait_for
 from tests.test_browser import PAGE_DEADLINE, SCREENSHOTS, assert_no_exception, browser, table_cells, wait_idle  # noqa: F401 (fixture)
 
 SIZES = {"1024x768": {"width": 1024, "height": 768}, "1400x1000": {"width": 1400, "height": 1000}}
@@ -103,10 +103,7 @@ def server(tmp_path_factory):
     try:
         yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "store": store, "run_id": run_id}
     finally:
-        scheduler = scheduler_pid(store)
-        stop_process(process)
-        left = stop_runs_processes(runs, scheduler)
-        assert not left, f"processes still using {runs} after the test: {left}"
+        stop_server(process, runs, scheduler_pid(store))
 
 
 def open_page(page, url: str, name: str, language: str) -> None:
