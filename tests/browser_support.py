@@ -13,8 +13,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, TypeVar
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -166,3 +169,24 @@ def wait_idle(page, timeout: float = PAGE_DEADLINE) -> None:
 
 def main_text(page) -> str:
     return page.locator("[data-testid=stMain]").inner_text()
+
+
+@contextmanager
+def serving(runs: Path, **extra):
+    """A real LayerLab server on a free port over `runs`, for a fixture to yield from.
+
+    Yields {"url", "runs", "store", **extra}; afterwards the server, its scheduler and every
+    process it started with `runs` are stopped, and the test fails if any is left.
+    """
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium for the browser tests.")
+    from core.jobs.locks import scheduler_pid
+    from core.jobs.store import RunStore
+
+    store = RunStore(runs)
+    port = free_port()
+    process = start_server(runs, port, runs.parent / "streamlit.log")
+    try:
+        yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "store": store, **extra}
+    finally:
+        stop_server(process, runs, scheduler_pid(store))

@@ -41,3 +41,11 @@ def runs_dir(tmp_path, monkeypatch):
 @pytest.fixture
 def store(runs_dir) -> RunStore:
     return RunStore(runs_dir)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, for the browser tests (tests/browser_support.py launches it)."""
+    from tests.browser_support import launch_browser
+
+    yield from launch_browser()

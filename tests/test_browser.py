@@ -22,20 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from core.jobs.locks import scheduler_pid
 from core.jobs.store import RunStore
 from core.model import network as networks
 from core.training.presets import get as get_preset
 from core.views import i18n, run_views
 from tests.browser_support import (
-    CHROMIUM,
     ROOT,
     assert_no_exception,
-    free_port,
-    launch_browser,
     main_text,
-    start_server,
-    stop_server,
+    serving,
     wait_for,
     wait_idle,
 )
@@ -59,21 +54,10 @@ def ko(key: str, **values) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real LayerLab server on a free port with its own runs directory; everything it started is stopped afterwards."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium for the browser tests.")
     runs = tmp_path_factory.mktemp("browser-runs")
-    port = free_port()
-    process = start_server(runs, port, runs.parent / "streamlit.log")
-    store = RunStore(runs)
-    try:
-        yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "store": store}
-    finally:
-        stop_server(process, runs, scheduler_pid(store))
+    with serving(runs) as served:
+        yield served
 
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
 
 
 # ----------------------------------------------------------------------------- page helpers

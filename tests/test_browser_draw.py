@@ -21,12 +21,11 @@ import pytest
 
 from core.drawing import digits
 from core.jobs import runner
-from core.jobs.locks import scheduler_pid
 from core.jobs.store import RunStore
 from core.training.presets import get as get_preset
 from core.training.settings import TrainSettings
 from core.views import i18n
-from tests.browser_support import CHROMIUM, ROOT, free_port, launch_browser, start_server, stop_server, wait_for, wait_idle
+from tests.browser_support import ROOT, serving, wait_for, wait_idle
 
 SCREENSHOTS = Path(os.environ.get("LAYERLAB_SCREENSHOTS") or ROOT / "bench-out" / "screenshots")
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -54,22 +53,12 @@ def train_run(store: RunStore) -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium for the browser tests.")
     runs = tmp_path_factory.mktemp("draw-runs")
     store = RunStore(runs)
     run_id = train_run(store)
-    port = free_port()
-    process = start_server(runs, port, runs.parent / "streamlit.log")
-    try:
-        yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "store": store, "run_id": run_id}
-    finally:
-        stop_server(process, runs, scheduler_pid(store))
+    with serving(runs, run_id=run_id) as served:
+        yield served
 
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
 
 
 # ----------------------------------------------------------------------------- page helpers (shared with benchmarks/drawing.py)

@@ -24,22 +24,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.jobs.locks import scheduler_pid
 from core.jobs.store import RunStore
 from core.probes import activations as activation_probes
 from core.probes import filters as filter_probes
 from core.probes import loading, mistakes
 from core.views import i18n, inspection, run_views
 from tests.browser_support import (
-    CHROMIUM,
     NO_EXCEPTION,
     ROOT,
     assert_no_exception,
-    free_port,
-    launch_browser,
     main_text,
-    start_server,
-    stop_server,
+    serving,
     wait_for,
 )
 from tests.browser_support import wait_idle as support_wait_idle
@@ -62,22 +57,12 @@ def ko(key: str, **values) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A finished run in a throw-away runs directory, and a real LayerLab server on it; everything started is stopped afterwards."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium for the browser tests.")
     runs = tmp_path_factory.mktemp("inspect-runs")
     store = RunStore(runs)
     run_id = train_run(store)
-    port = free_port()
-    process = start_server(runs, port, runs.parent / "streamlit.log")
-    try:
-        yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "store": store, "run_id": run_id}
-    finally:
-        stop_server(process, runs, scheduler_pid(store))
+    with serving(runs, run_id=run_id) as served:
+        yield served
 
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_browser()
 
 
 # ----------------------------------------------------------------------------- page helpers

@@ -20,14 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from core.jobs.locks import scheduler_pid
 from core.jobs.service import JobService
 from core.jobs.store import RunStore
 from core.training.presets import get as get_preset
 from core.training.settings import TrainSettings
 from core.views import i18n
-from tests.browser_support import CHROMIUM, free_port, start_server, stop_server, wait_for
-from tests.test_browser import PAGE_DEADLINE, SCREENSHOTS, assert_no_exception, browser, table_cells, wait_idle  # noqa: F401 (fixture)
+from tests.browser_support import serving, wait_for
+from tests.test_browser import PAGE_DEADLINE, SCREENSHOTS, assert_no_exception, table_cells, wait_idle
 
 SIZES = {"1024x768": {"width": 1024, "height": 768}, "1400x1000": {"width": 1400, "height": 1000}}
 PAGES = {"build": "", "train": "train", "runs": "runs"}
@@ -90,20 +89,14 @@ element => {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A LayerLab server whose runs directory holds one short real run, trained here before the server starts."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium for the browser tests.")
     runs = tmp_path_factory.mktemp("layout-runs")
     store = RunStore(runs)
     service = JobService(store)
     settings = TrainSettings(**{**get_preset("fast").train_settings().to_dict(), "epochs": 2, "train_subset": 2000, "batch_size": 64})
     run_id = service.submit(get_preset("fast").network, settings, owner="Minji", name="fast #1")
     assert service.run_here(run_id) == "succeeded", store.get(run_id).message
-    port = free_port()
-    process = start_server(runs, port, runs.parent / "streamlit.log")
-    try:
-        yield {"url": f"http://127.0.0.1:{port}", "runs": runs, "store": store, "run_id": run_id}
-    finally:
-        stop_server(process, runs, scheduler_pid(store))
+    with serving(runs, run_id=run_id) as served:
+        yield served
 
 
 def open_page(page, url: str, name: str, language: str) -> None:
