@@ -1,5 +1,5 @@
 """The package layout the design card fixes: `core/` knows nothing of Streamlit, its sub-packages
-import one way (views → jobs → drawing, probes → training → model → data), and the modules the CLI's quick
+import one way (views → jobs → drawing, probes → training → attacks → model → data), and the modules the CLI's quick
 commands need import no torch."""
 
 import ast
@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "core"
 # Lower layers first: a package may import only from packages further down this list.
-LAYERS = ("data", "model", "training", "probes", "drawing", "jobs", "views")
+LAYERS = ("data", "model", "attacks", "training", "probes", "drawing", "jobs", "views")
 # What `runs list/show`, `cancel`, `resume` and `presets` load: they must answer without torch.
 TORCH_FREE = (
     "core.cli",
