@@ -79,6 +79,8 @@ def details(run) -> None:
     st.subheader(t("runs.run_title", id=run.id, name=run.name or run_views.network_summary(run.spec, language())))
     pruned_message(run)
     run_widgets.outcome(run)
+    if my_digits := run_views.my_digits_text(service().store, run, language()):
+        st.caption(my_digits)
     if run.epochs_done:
         run_widgets.figures(run)
     actions = st.columns(4)

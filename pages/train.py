@@ -44,6 +44,18 @@ def field_widget(form_field: train_form.FormField, value: object) -> object:
     return st.number_input(label, form_field.minimum, form_field.maximum, value, form_field.step, number_format, help=hint, key=key)
 
 
+def my_digits_widget(values: dict) -> bool:
+    """The checkbox that adds the owner's "my digits" (saved on the Draw page) to the run's training data, with their count."""
+    offer = train_form.my_digits_offer(service().store.directory, st.session_state.owner, values["dataset"])
+    label, hint = t("train.my_digits_checkbox", count=offer.count), t("train.hint.include_my_digits")
+    if not offer.usable:
+        # A widget of its own, unticked: a set that became unusable is never asked for by a box still ticked from before.
+        st.checkbox(label, value=False, disabled=True, help=hint, key="train.include_my_digits.unavailable")
+        st.caption(t(f"train.my_digits_hint.{offer.reason}"))
+        return False
+    return st.checkbox(label, value=bool(values.get("include_my_digits")), help=hint, key="train.include_my_digits")
+
+
 def dropout_widgets(network: dict) -> None:
     """The network's dropout layers, whose p is edited here and written back to the session's network."""
     layers = train_form.dropout_layers(network)
@@ -72,6 +84,8 @@ def settings_form(values: dict, network: dict) -> tuple[dict, dict]:
                 if form_field.applies(values):
                     values[form_field.name] = field_widget(form_field, values[form_field.name])
                     slots[form_field.name] = st.empty()
+            if section == "data":
+                values["include_my_digits"] = my_digits_widget(values)
             if section == "regularization":
                 dropout_widgets(network)
             if section == "augmentation":

@@ -73,6 +73,7 @@ INVALID_VALUES = [
     ("train_subset", -5, ["at least 0"]),
     ("full_train", "maybe", ["true or false", "'maybe'"]),
     ("full_train", 1, ["true or false"]),
+    ("include_my_digits", "maybe", ["true or false", "'maybe'"]),
     ("seed", -1, ["at least 0"]),
     ("device", "gpu", ["cuda"]),
     ("device", "tpu", ["Choose auto, cpu"]),

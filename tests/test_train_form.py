@@ -20,7 +20,8 @@ from core.training import settings as settings_module
 from core.training.settings import OPTIMIZERS, SettingsError, TrainSettings
 from core.views import i18n, run_views, train_form
 
-FORM_ONLY_ELSEWHERE = {"loss"}  # one choice only, so the form does not show it
+# "loss" has one choice only, so the form does not show it; "include_my_digits" is the page's own checkbox (it shows the count).
+FORM_ONLY_ELSEWHERE = {"loss", "include_my_digits"}
 
 
 def test_the_form_shows_every_setting():

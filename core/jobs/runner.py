@@ -11,6 +11,7 @@ processes call `execute`; neither knows how training works.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -24,9 +25,10 @@ from typing import Callable
 import torch
 
 from core.data import datasets
-from core.jobs import disk
+from core.drawing.digits import DigitSet
+from core.jobs import disk, training_data
 from core.errors import LayerLabError, Message, counted
-from core.jobs.store import RunStore
+from core.jobs.store import Run, RunStore
 from core.model import network as networks
 from core.probes import recording
 from core.training import checkpoint
@@ -208,6 +210,8 @@ def execute(
         callbacks.oom_at_step = int(fault("oom_at_step", run_name) or 0)
         callbacks.exit_at_step = int(fault("exit_at_step", run_name) or 0)
         splits = datasets.load(settings.dataset, full_train=settings.full_train)
+        if settings.include_my_digits:
+            splits = with_my_digits(store, run, splits)
         result = train(summary, settings, splits, callbacks, resume_state=resume_state)
         if fault("sigterm_after_training", run_name) is not None:
             os.kill(os.getpid(), signal.SIGTERM)  # Test-only: a stop arriving just as training ends.
@@ -220,6 +224,38 @@ def execute(
         callbacks.close()
     _write_final_status(store, run_id, status, message)
     return status
+
+
+def with_my_digits(store: RunStore, run: Run, splits: datasets.Splits) -> datasets.Splits:
+    """The splits with the run owner's "my digits" in front of the training images, and how many in `training_data.json`.
+
+    In front, so that `train_subset` (which keeps the first N images) keeps them too. A set
+    that is missing, empty or damaged, a run without an owner, or a dataset other than MNIST
+    adds nothing: the run trains on the dataset alone, and the record says why.
+    """
+    images, labels, note = _my_digits(store, run, splits.dataset)
+    training_data.write(store.run_directory(run.id), training_data.TrainingData(len(labels), note))
+    if not len(labels):
+        return splits
+    return dataclasses.replace(
+        splits, train_images=torch.cat([images, splits.train_images]), train_labels=torch.cat([labels, splits.train_labels])
+    )
+
+
+def _my_digits(store: RunStore, run: Run, dataset: str) -> tuple[torch.Tensor, torch.Tensor, Message | None]:
+    """The owner's digits as (N, 28, 28) uint8 images and (N,) int64 labels, or none with the reason."""
+    nothing = torch.zeros((0, 28, 28), dtype=torch.uint8), torch.zeros(0, dtype=torch.int64)
+    if dataset != "mnist":
+        return *nothing, Message("run.my_digits_not_mnist", {"dataset": dataset})
+    if not run.owner.strip():
+        return *nothing, Message("run.my_digits_no_owner")
+    try:
+        images, labels = DigitSet(store.directory, run.owner).tensors()
+    except (LayerLabError, OSError, ValueError, SyntaxError) as error:  # A damaged index or PNG (Pillow raises all three).
+        return *nothing, Message("run.my_digits_unreadable", {"detail": str(error)[:300]})
+    if not len(labels):
+        return *nothing, Message("run.my_digits_empty")
+    return images, labels, None
 
 
 def _outcome(

@@ -74,6 +74,7 @@ class TrainSettings:
     max_steps: int = setting(0, Bound(0, 10**9))  # stop after this many gradient steps in all (0 = no limit); for dry runs and tests
     train_subset: int = setting(0, Bound(0, TRAIN_IMAGES))  # use only the first N training images (0 = all); for quick experiments
     full_train: bool = setting(False)  # train on all 60,000 images (validation still uses the last 10,000)
+    include_my_digits: bool = setting(False)  # put the run owner's "my digits" (Draw page) in front of the training images
     seed: int = setting(0, Bound(0, MAX_SEED))  # makes a run repeatable on the same device
     device: str = setting("auto", choices=DEVICES)  # "auto" picks CUDA, then MPS, then the CPU; "cuda:N" names one GPU
     mixed_precision: bool = setting(True)  # bfloat16/float16 autocast on CUDA only

@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from core.jobs import disk
+from core.jobs import disk, training_data
 from core.jobs.store import METRIC_NAMES, Run, RunStore
 from core.model import vocabulary
 from core.views.i18n import DEFAULT_LANGUAGE, render, translate
@@ -275,6 +275,15 @@ def table_rows(runs: list[Run], language: str = "en", now: float | None = None, 
             }
         )
     return rows
+
+
+def my_digits_text(store: RunStore, run: Run, language: str = DEFAULT_LANGUAGE) -> str | None:
+    """'Trained with 12 of my digits' (and why none, when the set could not be used); None for a run that did not ask for them."""
+    record = training_data.read(store.run_directory(run.id))
+    if record is None:
+        return None
+    text = translate(language, "runs.my_digits", count=record.my_digits)
+    return f"{text} {record.note.render(language)}" if record.note is not None else text
 
 
 def metrics_csv(metrics: list[dict]) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from core.data import augment, datasets
+from core.drawing import digits
 from core.errors import DEFAULT_LANGUAGE, Message
 from core.model import network as networks
 from core.model import vocabulary
@@ -200,6 +201,37 @@ def with_dropout(spec: dict, probabilities: dict[int, float]) -> dict:
             raise ValueError(f"Layer {index + 1} is a {changed['layers'][index].get('kind')} layer, not dropout.")
         changed["layers"][index]["p"] = float(p)
     return changed
+
+
+@dataclass(frozen=True)
+class MyDigitsOffer:
+    """Whether a new run can add its owner's "my digits" to its training data, and how many there are."""
+
+    count: int
+    reason: str | None  # why it cannot (catalog "train.my_digits_hint.<reason>"), None when it can
+
+    @property
+    def usable(self) -> bool:
+        return self.reason is None
+
+
+def my_digits_offer(runs_directory: Any, owner: str, dataset: str) -> MyDigitsOffer:
+    """What the Train page offers: the owner's digit count, or why the set cannot be added (no name, empty, damaged, not MNIST).
+
+    The runner reads the set again when the run starts (`core.jobs.runner.with_my_digits`),
+    so digits saved meanwhile are trained on too.
+    """
+    if not owner.strip():
+        return MyDigitsOffer(0, "no_owner")
+    try:
+        count = len(digits.DigitSet(runs_directory, owner))
+    except digits.DigitSetError:
+        return MyDigitsOffer(0, "unreadable")
+    if not count:
+        return MyDigitsOffer(0, "empty")
+    if dataset != "mnist":
+        return MyDigitsOffer(count, "not_mnist")
+    return MyDigitsOffer(count, None)
 
 
 def augmentation_of(values: dict[str, Any]) -> augment.Augmentation:
