@@ -1,10 +1,10 @@
-"""Draw: draw a digit (or upload a photo of one) and see what a trained run thinks, instantly;
-keep your own digits, with their true labels, as a small dataset of your handwriting."""
+"""Draw: draw a digit (or upload a photo of one) and see what a trained run, or an ensemble of runs, thinks,
+instantly; keep your own digits, with their true labels, as a small dataset of your handwriting."""
 
 import numpy as np
 import streamlit as st
 
-from core.drawing import classify, digits, preprocess
+from core.drawing import classify, digits, ensemble, preprocess
 from core.training import checkpoint
 from core.views import drawing_plots
 from pages import canvas_widget
@@ -14,6 +14,8 @@ require_frame()
 
 CANVAS_KEY = "draw.canvas"
 RUNS_TO_COMPARE = 8  # my digits are scored by at most this many recent runs
+ENSEMBLE_DEFAULT = 3  # an ensemble starts with the newest three runs: an odd number, so a vote between two is decided
+MODES = ("run", "ensemble")
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -27,6 +29,12 @@ def model_for(path: str, modified: float):
 def set_report(path: str, modified: float, runs_directory: str, owner: str, set_version: float) -> digits.SetReport:
     model, _ = model_for(path, modified)
     return digits.evaluate(model, digits.DigitSet(runs_directory, owner))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def ensemble_report(checkpoints: tuple, combination: str, runs_directory: str, owner: str, set_version: float) -> digits.SetReport:
+    models = [model_for(path, modified)[0] for path, modified in checkpoints]
+    return ensemble.evaluate(models, digits.DigitSet(runs_directory, owner), combination)
 
 
 def usable_runs() -> list:
@@ -45,6 +53,21 @@ def checkpoint_of(run) -> tuple[str, float]:
     return str(path), path.stat().st_mtime
 
 
+def choose_members(runs: list) -> tuple[list, str]:
+    """The run, or the runs of an ensemble, that classify the drawing, and how an ensemble combines them."""
+    modes = {mode: t(f"draw.mode.{mode}") for mode in MODES}  # AppTest calls format_func outside the run
+    if len(runs) < 2 or st.radio(t("draw.classify_with"), MODES, format_func=modes.get, horizontal=True, key="draw.mode") == "run":
+        return [st.selectbox(t("draw.run"), runs, format_func=run_label, key="draw.run")], "vote"
+    by_id = {run.id: run for run in runs}
+    labels = {run_id: run_label(run) for run_id, run in by_id.items()}
+    chosen = st.multiselect(
+        t("draw.members"), list(by_id), default=list(by_id)[:ENSEMBLE_DEFAULT], format_func=labels.get, key="draw.members"
+    )
+    names = {name: t(f"inspect.ensembles.{name}") for name in ensemble.COMBINATIONS}
+    combination = st.radio(t("draw.combination"), ensemble.COMBINATIONS, format_func=names.get, horizontal=True, key="draw.combination")
+    return [by_id[run_id] for run_id in chosen], combination
+
+
 def my_digits() -> digits.DigitSet:
     return digits.DigitSet(service().store.directory, st.session_state.owner)
 
@@ -56,9 +79,12 @@ def open_in_inspect(run_id: int, view: str) -> None:
     st.switch_page("pages/inspect.py")
 
 
-def show_prediction(prepared: preprocess.Prepared, model, dataset: str, uploaded: bool, run_id: int) -> None:
-    probabilities = classify.probabilities(model, prepared.image)
-    digit = int(probabilities.argmax())
+def show_prediction(
+    prepared: preprocess.Prepared, models: list, dataset: str, uploaded: bool, run_id: int, combination: str, member_ids: list[int]
+) -> None:
+    """The prediction of one run (`run_id`), or of the ensemble of `member_ids` (the buttons to Inspect then take the first)."""
+    prediction = ensemble.predict(models, prepared.image, combination)
+    probabilities, digit = prediction.probabilities, prediction.digit
     # Shared with the pages that inspect or attack a drawing (see pages/common.py's key list).
     st.session_state["drawing"] = prepared.image
     seen, verdict = st.columns([1, 1])
@@ -68,13 +94,24 @@ def show_prediction(prepared: preprocess.Prepared, model, dataset: str, uploaded
     if uploaded and prepared.dark_on_light:
         verdict.caption(t("draw.inverted"))
     names = classify.class_names(dataset)
-    st.plotly_chart(drawing_plots.probability_bars(probabilities.tolist(), names, t("draw.probability")), key="draw.probabilities")
+    if len(models) > 1:
+        members_view(prediction, member_ids, verdict)
+    axis_title = t("draw.probability_averaged" if len(models) > 1 else "draw.probability")
+    st.plotly_chart(drawing_plots.probability_bars(probabilities.tolist(), names, axis_title), key="draw.probabilities")
     activations_column, attribution_column = st.columns(2)
     if activations_column.button(t("draw.open_activations"), icon="🔬", key="draw.open_activations", width="stretch"):
         open_in_inspect(run_id, "activations")
     if attribution_column.button(t("draw.open_attribution"), icon="🔥", key="draw.open_attribution", width="stretch"):
         open_in_inspect(run_id, "attribution")
     save_form(prepared.image, digit)
+
+
+def members_view(prediction: ensemble.EnsemblePrediction, member_ids: list[int], column) -> None:
+    """What each member of the ensemble says, and how the ensemble decided."""
+    said = ", ".join(f"#{run_id} → {digit}" for run_id, digit in zip(member_ids, prediction.member_digits))
+    column.caption(t("draw.members_say", members=said))
+    column.caption(t(f"draw.decided.{prediction.combination}", agreeing=prediction.agreeing, members=len(member_ids)))
+    column.caption(t("draw.inspect_first_member", id=member_ids[0]))
 
 
 def save_form(image: np.ndarray, guess: int) -> None:
@@ -89,7 +126,7 @@ def save_form(image: np.ndarray, guess: int) -> None:
             st.error(error.render(language()))
 
 
-def my_digits_section(runs: list) -> None:
+def my_digits_section(runs: list, members: list, combination: str) -> None:
     st.subheader(t("draw.my_digits"))
     digit_set = my_digits()
     try:
@@ -105,6 +142,11 @@ def my_digits_section(runs: list) -> None:
         index = digit_set.directory / digits.INDEX
         version = index.stat().st_mtime if index.exists() else 0.0
         rows = []
+        if len(members) > 1:
+            checkpoints = tuple(checkpoint_of(member) for member in members)
+            report = ensemble_report(checkpoints, combination, str(service().store.directory), st.session_state.owner, version)
+            name = t("draw.ensemble_row", combination=t(f"inspect.ensembles.{combination}"), accuracy=f"{report.accuracy:.1%}")
+            rows.append((name, report.per_label_correct, report.per_label_total))
         for run in runs[:RUNS_TO_COMPARE]:
             report = set_report(*checkpoint_of(run), str(service().store.directory), st.session_state.owner, version)
             rows.append((f"#{run.id} {run.name} · {report.accuracy:.1%}", report.per_label_correct, report.per_label_total))
@@ -126,8 +168,17 @@ if not runs:
     st.info(t("draw.no_runs"))
     st.page_link("pages/train.py", label=t("runs.go_train"), icon="📈")
     st.stop()
-chosen = st.selectbox(t("draw.run"), runs, format_func=run_label, key="draw.run")
-model, dataset = model_for(*checkpoint_of(chosen))
+members, combination = choose_members(runs)
+if not members:
+    st.info(t("draw.pick_members"))
+    st.stop()
+loaded = [model_for(*checkpoint_of(member)) for member in members]
+try:
+    dataset = ensemble.same_dataset([member_dataset for _, member_dataset in loaded])
+except preprocess.DrawingError as error:
+    st.warning(error.render(language()))
+    st.stop()
+models = [model for model, _ in loaded]
 
 canvas_column, result_column = st.columns([1, 1])
 with canvas_column:
@@ -149,8 +200,16 @@ with result_column:
             prepared = None
             st.info(t("draw.start"))
         if prepared is not None:
-            show_prediction(prepared, model, dataset, uploaded=photo is not None, run_id=chosen.id)
+            show_prediction(
+                prepared,
+                models,
+                dataset,
+                uploaded=photo is not None,
+                run_id=members[0].id,
+                combination=combination,
+                member_ids=[member.id for member in members],
+            )
     except preprocess.DrawingError as error:
         st.warning(error.render(language()))
 
-my_digits_section(runs)
+my_digits_section(runs, members, combination)

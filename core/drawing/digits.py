@@ -1,4 +1,4 @@
-""""My digits": a learner's own handwritten digits, kept with their true labels as a small dataset.
+""" "My digits": a learner's own handwritten digits, kept with their true labels as a small dataset.
 
 Owns where a set lives (`<runs dir>/digits/<owner hash>/`, one 28×28 PNG per digit and an
 `index.json` of labels), adding and removing digits, export and import as a zip of PNGs
@@ -201,10 +201,14 @@ class DigitSet:
 def evaluate(model: nn.Module, digit_set: DigitSet) -> SetReport:
     """How `model` does on the set: accuracy, per-label counts and the confusion matrix."""
     images, labels = digit_set.tensors()
+    predictions = classify.probabilities(model, images.numpy()).argmax(axis=1) if len(labels) else np.zeros(0, dtype=np.int64)
+    return report(labels.numpy(), predictions)
+
+
+def report(labels: np.ndarray, predictions: np.ndarray) -> SetReport:
+    """The SetReport of predicted classes (N,) against true labels (N,): one model's or an ensemble's."""
     confusion = np.zeros((10, 10), dtype=np.int64)
-    if len(labels):
-        predictions = classify.probabilities(model, images.numpy()).argmax(axis=1)
-        np.add.at(confusion, (labels.numpy(), predictions), 1)
+    np.add.at(confusion, (np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)), 1)
     return SetReport(
         total=int(confusion.sum()),
         correct=int(confusion.trace()),

@@ -47,12 +47,22 @@ def combine(members: list[Predictions], combination: str = "vote") -> Ensemble:
         raise ProbeError("probe.ensemble_different_images")
     probabilities = np.stack([member.probabilities for member in members])  # (members, N, 10)
     predicted = probabilities.argmax(axis=2)  # (members, N)
-    summed = probabilities.sum(axis=0)  # (N, 10)
-    if combination == "vote":
-        votes = np.stack([(predicted == digit).sum(axis=0) for digit in range(summed.shape[1])], axis=1)  # (N, 10)
-        # Votes count first; the summed probability (below 1 per member) only breaks ties.
-        ensemble_predicted = (votes * (len(members) + 1) + summed).argmax(axis=1)
-    else:
-        ensemble_predicted = summed.argmax(axis=1)
     disagreements = np.flatnonzero((predicted != predicted[0]).any(axis=0))
+    ensemble_predicted = combined_classes(probabilities, combination)
     return Ensemble(combination, labels, ensemble_predicted, [member.accuracy for member in members], disagreements)
+
+
+def combined_classes(probabilities: np.ndarray, combination: str = "vote") -> np.ndarray:
+    """The ensemble's class per image (N,) from the members' probabilities (members, N, 10), as `combine` decides it.
+
+    Needs no labels, so it also serves a single drawing, which has none.
+    """
+    if combination not in COMBINATIONS:
+        raise ProbeError("probe.unknown_combination", combination=str(combination), choices=list(COMBINATIONS))
+    predicted = probabilities.argmax(axis=2)  # (members, N)
+    summed = probabilities.sum(axis=0)  # (N, 10)
+    if combination == "average":
+        return summed.argmax(axis=1)
+    votes = np.stack([(predicted == digit).sum(axis=0) for digit in range(summed.shape[1])], axis=1)  # (N, 10)
+    # Votes count first; the summed probability (below 1 per member) only breaks ties.
+    return (votes * (len(probabilities) + 1) + summed).argmax(axis=1)
