@@ -15,10 +15,11 @@ require_frame()
 CANVAS_KEY = "draw.canvas"
 RUNS_TO_COMPARE = 8  # my digits are scored by at most this many recent runs
 ENSEMBLE_DEFAULT = 3  # an ensemble starts with the newest three runs: an odd number, so a vote between two is decided
+ENSEMBLE_MAX = 8  # members at most; model_for keeps this many models loaded, so none is reloaded on every stroke
 MODES = ("run", "ensemble")
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=ENSEMBLE_MAX, show_spinner=False)
 def model_for(path: str, modified: float):
     """A run's best checkpoint, rebuilt once per file version and shared by every session (inference only)."""
     model, _, settings = checkpoint.load(path)
@@ -61,8 +62,9 @@ def choose_members(runs: list) -> tuple[list, str]:
     by_id = {run.id: run for run in runs}
     labels = {run_id: run_label(run) for run_id, run in by_id.items()}
     chosen = st.multiselect(
-        t("draw.members"), list(by_id), default=list(by_id)[:ENSEMBLE_DEFAULT], format_func=labels.get, key="draw.members"
-    )
+        t("draw.members"), list(by_id), default=list(by_id)[:ENSEMBLE_DEFAULT], format_func=labels.get, max_selections=ENSEMBLE_MAX,
+        key="draw.members",
+    )  # fmt: skip
     names = {name: t(f"inspect.ensembles.{name}") for name in ensemble.COMBINATIONS}
     combination = st.radio(t("draw.combination"), ensemble.COMBINATIONS, format_func=names.get, horizontal=True, key="draw.combination")
     return [by_id[run_id] for run_id in chosen], combination
