@@ -17,6 +17,7 @@ navigation = st.navigation(
         st.Page("pages/runs.py", title=t("nav.runs"), icon="🗂️"),
         st.Page("pages/inspect.py", title=t("nav.inspect"), icon="🔬"),
         st.Page("pages/draw.py", title=t("nav.draw"), icon="✏️"),
+        st.Page("pages/attack.py", title=t("nav.attack"), icon="🎯"),
     ]
 )
 sidebar()

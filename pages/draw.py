@@ -81,6 +81,12 @@ def open_in_inspect(run_id: int, view: str) -> None:
     st.switch_page("pages/inspect.py")
 
 
+def open_in_attack(run_id: int) -> None:
+    """Open the drawing in the Adversarial lab, attacked on the run that classified it."""
+    st.session_state["attack.runs"], st.session_state["attack.view"], st.session_state["attack.pick"] = [run_id], "image", "drawing"
+    st.switch_page("pages/attack.py")
+
+
 def show_prediction(
     prepared: preprocess.Prepared, models: list, dataset: str, uploaded: bool, run_id: int, combination: str, member_ids: list[int]
 ) -> None:
@@ -105,6 +111,8 @@ def show_prediction(
         open_in_inspect(run_id, "activations")
     if attribution_column.button(t("draw.open_attribution"), icon="🔥", key="draw.open_attribution", width="stretch"):
         open_in_inspect(run_id, "attribution")
+    if st.button(t("draw.open_attack"), icon="🎯", key="draw.open_attack", width="stretch"):
+        open_in_attack(run_id)
     save_form(prepared.image, digit)
 
 

@@ -29,7 +29,7 @@ from tests.test_spec import INVALID_SPECS
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE_PREFIXES = ("spec", "settings", "bound", "augment", "load", "checkpoint", "store", "data", "prune", "preset", "device", "cli", "run",
-                 "resume", "common", "probe", "drawing")  # fmt: skip
+                 "resume", "common", "probe", "drawing", "attack")  # fmt: skip
 # A message code written in the source: a quoted name such as "spec.field.at_most" under one of the prefixes.
 CODE_LITERAL = re.compile(rf"""["']((?:{'|'.join(CODE_PREFIXES)})\.[a-z0-9_\-]+(?:\.[a-z0-9_\-]+)*)["']""")
 COUNTED = re.compile(r"""counted\(\s*["']([a-z0-9_.\-]+)["']""")

@@ -3,13 +3,19 @@
 Owns the combining and what is worth showing about it: each member's accuracy beside the
 ensemble's, the ensemble's mistakes, and the images on which the members disagree. Nielsen
 ch. 6 reports 99.67% from five such nets voting. Members are `Predictions` of the same split.
+`AveragedProbabilities` is the averaging ensemble as one network, for what needs a forward
+pass and gradients (the Adversarial lab attacks it like a single run).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
 
 from core.probes.loading import ProbeError
 from core.probes.mistakes import Predictions
@@ -66,3 +72,24 @@ def combined_classes(probabilities: np.ndarray, combination: str = "vote") -> np
     votes = np.stack([(predicted == digit).sum(axis=0) for digit in range(summed.shape[1])], axis=1)  # (N, 10)
     # Votes count first; the summed probability (below 1 per member) only breaks ties.
     return (votes * (len(probabilities) + 1) + summed).argmax(axis=1)
+
+
+class AveragedProbabilities(nn.Module):
+    """Several networks as one: the log of their mean softmax, returned as its logits (N, 10).
+
+    softmax(log p̄) = p̄, so an ordinary forward pass gives the averaged probabilities of
+    `combine(..., "average")`, cross-entropy is the ensemble's own loss, and the attacks in
+    `core.attacks` work on it unchanged, their gradients flowing through every member. The
+    mean is taken in log space (logsumexp) so that a member's tiny probabilities never
+    underflow to log 0.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        if not members:
+            raise ProbeError("probe.ensemble_empty")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        log_probabilities = torch.stack([functional.log_softmax(member(images).float(), dim=1) for member in self.members])  # (M, N, 10)
+        return torch.logsumexp(log_probabilities, dim=0) - math.log(len(self.members))
