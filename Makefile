@@ -4,16 +4,18 @@
 PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-# The stamp names a hash of both requirement files, so a change to either reinstalls.
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-test.txt | sha256sum | cut -c1-12)
+# The stamp names a hash of the requirement files, so a change to any of them reinstalls.
+REQUIREMENTS := requirements.txt requirements-test.txt requirements-test-nodeps.txt
+STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-12)
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || (command -v sudo >/dev/null && echo sudo apt-get))
 PORT ?= 8501
 
 .PHONY: run test bench data system-packages browser screenshots clean-venv
 
-$(STAMP): requirements.txt requirements-test.txt
+$(STAMP): $(REQUIREMENTS)
 	$(PYTHON_BIN) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-test.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-test-nodeps.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
