@@ -60,7 +60,10 @@ def require_frame() -> None:
         keep_in_url()
         return
     folder = Path(__file__).resolve().parent
-    st.navigation([st.Page(path) for path in sorted(folder.glob("*.py")) if path.name != "__init__.py"], position="hidden")
+    # The default page is served at "/" and not under its own name, so it must be app.py's default
+    # (Build): were it the first file in sorted order (attack.py), a first visit to /attack would not be found.
+    pages = [st.Page(path, default=path.name == "build.py") for path in sorted(folder.glob("*.py")) if path.name != "__init__.py"]
+    st.navigation(pages, position="hidden")
     st.rerun()
 
 
