@@ -51,7 +51,8 @@ class Bound:
 
     def check(self, value: float) -> float:
         if not self.minimum <= value <= self.maximum:
-            raise AttackError(f"attack.out_of_range.{self.name}", value=str(value), minimum=str(self.minimum), maximum=str(self.maximum))
+            code = "attack.out_of_range." + self.name  # a message code, not a sentence
+            raise AttackError(code, value=str(value), minimum=str(self.minimum), maximum=str(self.maximum))
         return value
 
 
