@@ -60,7 +60,10 @@ def require_frame() -> None:
         keep_in_url()
         return
     folder = Path(__file__).resolve().parent
-    st.navigation([st.Page(path) for path in sorted(folder.glob("*.py")) if path.name != "__init__.py"], position="hidden")
+    # The default page is served at "/" and not under its own name, so it must be app.py's default
+    # (Build): were it the first file in sorted order (attack.py), a first visit to /attack would not be found.
+    pages = [st.Page(path, default=path.name == "build.py") for path in sorted(folder.glob("*.py")) if path.name != "__init__.py"]
+    st.navigation(pages, position="hidden")
     st.rerun()
 
 
@@ -222,11 +225,21 @@ def sidebar() -> None:
         codes = list(i18n.LANGUAGES)
         # A callback, not st.rerun(): it runs before the script, so the whole page is drawn once, in the new language.
         st.radio(
-            t("sidebar.language"), codes, index=codes.index(language()), format_func=i18n.LANGUAGES.get, horizontal=True,
-            key="language_choice", on_change=_choose_language,
+            t("sidebar.language"),
+            codes,
+            index=codes.index(language()),
+            format_func=i18n.LANGUAGES.get,
+            horizontal=True,
+            key="language_choice",
+            on_change=_choose_language,
         )
-        owner = st.text_input(t("sidebar.owner"), value=st.session_state.owner, help=t("sidebar.owner_help"), max_chars=40,
-                              placeholder=t("sidebar.owner_placeholder"))
+        owner = st.text_input(
+            t("sidebar.owner"),
+            value=st.session_state.owner,
+            help=t("sidebar.owner_help"),
+            max_chars=40,
+            placeholder=t("sidebar.owner_placeholder"),
+        )
         if not owner.strip():
             st.caption(t("sidebar.owner_prompt"))
         if owner != st.session_state.owner:
