@@ -266,7 +266,7 @@ def _run_multiselect(key: str, runs: list, default: list[int]) -> list[int]:
 def robustness_view(network: attack_view.Attacked, runs: list) -> None:
     st.caption(t("attack.curve_intro"))
     chosen = _run_multiselect("attack.curve_runs", runs, list(network.run_ids))
-    methods_column, images_column, epsilon_column, steps_column = st.columns([2, 2, 2, 2])
+    methods_column, images_column, epsilon_column, steps_column = st.columns([3, 2, 2, 2])  # two method chips side by side
     methods = methods_column.multiselect(t("attack.curve_methods"), attack_view.CURVE_METHODS, default=list(attack_view.CURVE_METHODS),
                                          format_func=method_name, key="attack.curve_methods")  # fmt: skip
     bound = attack_view.CURVE_IMAGES

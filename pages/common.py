@@ -225,11 +225,21 @@ def sidebar() -> None:
         codes = list(i18n.LANGUAGES)
         # A callback, not st.rerun(): it runs before the script, so the whole page is drawn once, in the new language.
         st.radio(
-            t("sidebar.language"), codes, index=codes.index(language()), format_func=i18n.LANGUAGES.get, horizontal=True,
-            key="language_choice", on_change=_choose_language,
+            t("sidebar.language"),
+            codes,
+            index=codes.index(language()),
+            format_func=i18n.LANGUAGES.get,
+            horizontal=True,
+            key="language_choice",
+            on_change=_choose_language,
         )
-        owner = st.text_input(t("sidebar.owner"), value=st.session_state.owner, help=t("sidebar.owner_help"), max_chars=40,
-                              placeholder=t("sidebar.owner_placeholder"))
+        owner = st.text_input(
+            t("sidebar.owner"),
+            value=st.session_state.owner,
+            help=t("sidebar.owner_help"),
+            max_chars=40,
+            placeholder=t("sidebar.owner_placeholder"),
+        )
         if not owner.strip():
             st.caption(t("sidebar.owner_prompt"))
         if owner != st.session_state.owner:

@@ -80,7 +80,11 @@ def test_fgsm_changes_the_prediction_of_a_test_digit(server, browser, language):
         wait_idle(page)
         # The first visit of a fresh server (the English test's) must find the page by its name: no "page not found" dialog.
         assert page.locator("[role=dialog]").count() == 0, page.locator("[role=dialog]").first.inner_text()
-        field = page.locator("[data-testid=stNumberInput]").filter(has=page.get_by_text(text("attack.index"), exact=True)).first.locator("input")
+        field = (
+            page.locator("[data-testid=stNumberInput]")
+            .filter(has=page.get_by_text(text("attack.index"), exact=True))
+            .first.locator("input")
+        )
         field.fill(str(server["index"]))
         field.press("Enter")
         wait_for(
