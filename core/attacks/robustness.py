@@ -147,6 +147,35 @@ def _fraction(correct: int, count: int) -> float:
     return correct / count if count else 0.0
 
 
+def _attacked_batches(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    method: str | None,
+    epsilon: float,
+    steps: int,
+    step_size: float | None,
+    batch_size: int,
+    on_progress: Progress | None,
+    generator: torch.Generator | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
+    """(batch, its attacked version, labels) on the model's device, one batch at a time; no attack when `method` is None.
+
+    `on_progress(done_images, total_images)` follows each batch, once the caller has used it.
+    """
+    device = _device(model)
+    done = 0
+    for batch, batch_labels in _batches(images, labels, batch_size):
+        batch, batch_labels = batch.to(device), batch_labels.to(device)
+        attacked = None
+        if method is not None:
+            attacked = attack(model, batch, batch_labels, method, epsilon, steps=steps, step_size=step_size, generator=generator)
+        yield batch, attacked, batch_labels
+        done += len(batch)
+        if on_progress is not None:
+            on_progress(done, len(images))
+
+
 def attacked_accuracy(
     model: nn.Module,
     images: torch.Tensor,
@@ -168,16 +197,11 @@ def attacked_accuracy(
     """
     _checked(method, epsilon, steps)
     started = time.perf_counter()
-    device = _device(model)
-    clean = adversarial = done = 0
-    for batch, batch_labels in _batches(images, labels, batch_size):
-        batch, batch_labels = batch.to(device), batch_labels.to(device)
+    clean = adversarial = 0
+    batches = _attacked_batches(model, images, labels, method, epsilon, steps, step_size, batch_size, on_progress, generator)
+    for batch, attacked, batch_labels in batches:
         clean += _correct(model, batch, batch_labels)
-        attacked = attack(model, batch, batch_labels, method, epsilon, steps=steps, step_size=step_size, generator=generator)
         adversarial += _correct(model, attacked, batch_labels)
-        done += len(batch)
-        if on_progress is not None:
-            on_progress(done, len(images))
     count = len(images)
     return AttackReport(
         method, float(epsilon), count, _fraction(clean, count), _fraction(adversarial, count), time.perf_counter() - started
@@ -206,7 +230,8 @@ def robustness_curve(
     for epsilon in epsilons:
         _checked_epsilon(epsilon)
     attacked_epsilons = [epsilon for epsilon in epsilons if epsilon != 0]
-    per_model = len(methods) * len(attacked_epsilons) + (1 if len(attacked_epsilons) < len(epsilons) else 0)
+    with_clean = len(attacked_epsilons) < len(epsilons)
+    per_model = len(methods) * len(attacked_epsilons) + (1 if with_clean else 0)
     total = len(models) * per_model * _batch_count(len(images), batch_size)
     done = 0
 
@@ -216,29 +241,20 @@ def robustness_curve(
         if on_progress is not None:
             on_progress(done, total)
 
+    def accuracy(model: nn.Module, method: str | None, epsilon: float) -> float:
+        """The clean accuracy (method None) or the attacked one; each batch is classified once."""
+        batches = _attacked_batches(model, images, labels, method, epsilon, steps, None, batch_size, tick, generator)
+        correct = sum(_correct(model, batch if attacked is None else attacked, batch_labels) for batch, attacked, batch_labels in batches)
+        return _fraction(correct, len(images))
+
     points = []
     for name, model in models.items():
-        clean = None
-        if len(attacked_epsilons) < len(epsilons):
-            clean = _clean_accuracy(model, images, labels, batch_size, tick)
+        clean = accuracy(model, None, 0.0) if with_clean else None
         for method in methods:
             for epsilon in epsilons:
-                if epsilon == 0:
-                    points.append(CurvePoint(name, method, 0.0, clean))
-                    continue
-                report = attacked_accuracy(model, images, labels, method, epsilon, steps, None, batch_size, tick, generator)
-                points.append(CurvePoint(name, method, float(epsilon), report.adversarial_accuracy))
+                value = clean if epsilon == 0 else accuracy(model, method, epsilon)
+                points.append(CurvePoint(name, method, float(epsilon), value))
     return points
-
-
-def _clean_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, on_batch: Progress) -> float:
-    device = _device(model)
-    correct = done = 0
-    for batch, batch_labels in _batches(images, labels, batch_size):
-        correct += _correct(model, batch.to(device), batch_labels.to(device))
-        done += len(batch)
-        on_batch(done, len(images))
-    return _fraction(correct, len(images))
 
 
 def transfer(
@@ -261,20 +277,15 @@ def transfer(
     `on_progress(done_images, total_images)` follows each batch.
     """
     _checked(method, epsilon, steps)
-    source_device, target_device = _device(source), _device(target)
+    target_device = _device(target)
     counts = {"source_clean": 0, "source_adversarial": 0, "target_clean": 0, "target_adversarial": 0}
-    done = 0
-    for batch, batch_labels in _batches(images, labels, batch_size):
-        batch, batch_labels = batch.to(source_device), batch_labels.to(source_device)
-        attacked = attack(source, batch, batch_labels, method, epsilon, steps=steps, step_size=step_size, generator=generator)
+    batches = _attacked_batches(source, images, labels, method, epsilon, steps, step_size, batch_size, on_progress, generator)
+    for batch, attacked, batch_labels in batches:
         counts["source_clean"] += _correct(source, batch, batch_labels)
         counts["source_adversarial"] += _correct(source, attacked, batch_labels)
         target_labels = batch_labels.to(target_device)
         counts["target_clean"] += _correct(target, batch.to(target_device), target_labels)
         counts["target_adversarial"] += _correct(target, attacked.to(target_device), target_labels)
-        done += len(batch)
-        if on_progress is not None:
-            on_progress(done, len(images))
     count = len(images)
     fractions = {key: _fraction(value, count) for key, value in counts.items()}
     return TransferReport(
