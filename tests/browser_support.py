@@ -167,6 +167,14 @@ def wait_idle(page, timeout: float = PAGE_DEADLINE) -> None:
     assert_no_exception(page)
 
 
+def metric_value(page, label: str) -> str | None:
+    """The value of the metric labelled `label`, or None while it is not shown."""
+    metric = page.locator("[data-testid=stMetric]").filter(has=page.locator("[data-testid=stMetricLabel]", has_text=label))
+    if metric.count() == 0:
+        return None
+    return metric.first.locator("[data-testid=stMetricValue]").inner_text().strip()
+
+
 def main_text(page) -> str:
     return page.locator("[data-testid=stMain]").inner_text()
 

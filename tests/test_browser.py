@@ -30,6 +30,7 @@ from tests.browser_support import (
     ROOT,
     assert_no_exception,
     main_text,
+    metric_value,
     serving,
     wait_for,
     wait_idle,
@@ -63,12 +64,6 @@ def server(tmp_path_factory):
 # ----------------------------------------------------------------------------- page helpers
 
 
-def metric_value(page, label: str) -> str | None:
-    """The value of the metric labelled `label`, or None while it is not shown."""
-    metric = page.locator("[data-testid=stMetric]").filter(has=page.locator("[data-testid=stMetricLabel]", has_text=label))
-    if metric.count() == 0:
-        return None
-    return metric.first.locator("[data-testid=stMetricValue]").inner_text().strip()
 
 
 def selectbox_value(page, label: str) -> str:

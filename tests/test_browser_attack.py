@@ -19,7 +19,7 @@ import pytest
 
 from core.jobs.store import RunStore
 from core.views import attack_view, i18n
-from tests.browser_support import PAGE_DEADLINE, assert_no_exception, serving, wait_for, wait_idle
+from tests.browser_support import PAGE_DEADLINE, assert_no_exception, metric_value, serving, wait_for, wait_idle
 from tests.inspect_support import train_run
 from tests.test_browser import SCREENSHOTS
 from tests.test_browser_layout import SIZES, check_layout
@@ -42,11 +42,6 @@ def server(tmp_path_factory):
         yield served
 
 
-def metric_value(page, label: str) -> str | None:
-    metric = page.locator("[data-testid=stMetric]").filter(has=page.locator("[data-testid=stMetricLabel]", has_text=label))
-    if metric.count() == 0:
-        return None
-    return metric.first.locator("[data-testid=stMetricValue]").inner_text().strip()
 
 
 def choose_view(page, language: str, name: str) -> None:
