@@ -81,9 +81,9 @@ def open_in_inspect(run_id: int, view: str) -> None:
     st.switch_page("pages/inspect.py")
 
 
-def open_in_attack(run_id: int) -> None:
-    """Open the drawing in the Adversarial lab, attacked on the run that classified it."""
-    st.session_state["attack.runs"], st.session_state["attack.view"], st.session_state["attack.pick"] = [run_id], "image", "drawing"
+def open_in_attack(run_ids: list[int]) -> None:
+    """Open the drawing in the Adversarial lab, attacked on the run, or the ensemble's runs, that classified it."""
+    st.session_state["attack.runs"], st.session_state["attack.view"], st.session_state["attack.pick"] = list(run_ids), "image", "drawing"
     st.switch_page("pages/attack.py")
 
 
@@ -112,7 +112,7 @@ def show_prediction(
     if attribution_column.button(t("draw.open_attribution"), icon="🔥", key="draw.open_attribution", width="stretch"):
         open_in_inspect(run_id, "attribution")
     if st.button(t("draw.open_attack"), icon="🎯", key="draw.open_attack", width="stretch"):
-        open_in_attack(run_id)
+        open_in_attack(member_ids)
     save_form(prepared.image, digit)
 
 
