@@ -17,6 +17,7 @@ RUNS_TO_COMPARE = 8  # my digits are scored by at most this many recent runs
 ENSEMBLE_DEFAULT = 3  # an ensemble starts with the newest three runs: an odd number, so a vote between two is decided
 ENSEMBLE_MAX = 8  # members at most; model_for keeps this many models loaded, so none is reloaded on every stroke
 MODES = ("run", "ensemble")
+SAVED_TOAST = "draw.saved_toast"  # a message to show once, after the rerun that follows saving a digit
 
 
 @st.cache_resource(max_entries=ENSEMBLE_MAX, show_spinner=False)
@@ -131,7 +132,9 @@ def save_form(image: np.ndarray, guess: int) -> None:
     if button_column.button(t("draw.save"), icon="💾", key="draw.save"):
         try:
             my_digits().add(image, int(label))
-            st.toast(t("draw.saved", label=label, count=len(my_digits())))
+            # The canvas is a fragment: rerun the whole page so "my digits" below shows the new count, toast included.
+            st.session_state[SAVED_TOAST] = t("draw.saved", label=label, count=len(my_digits()))
+            st.rerun()
         except digits.DigitSetError as error:
             st.error(error.render(language()))
 
@@ -171,7 +174,45 @@ def my_digits_section(runs: list, members: list, combination: str) -> None:
             st.error(error.render(language()))
 
 
+@st.fragment
+def draw_and_classify(models: list, dataset: str, members: list, combination: str) -> None:
+    """The canvas and its prediction, rerun on their own after each stroke (not the whole page), so the answer comes at once."""
+    canvas_column, result_column = st.columns([1, 1])
+    with canvas_column:
+        st.subheader(t("draw.canvas"))
+        pen_width = st.slider(t("draw.pen_width"), *canvas_widget.PEN_WIDTHS, canvas_widget.DEFAULT_PEN_WIDTH, key="draw.pen_width")
+        drawing = canvas_widget.drawing_canvas(CANVAS_KEY, pen_width=pen_width)
+        clear_column, undo_column = st.columns(2)
+        clear_column.button(t("draw.clear"), icon="🧽", on_click=canvas_widget.clear, args=(CANVAS_KEY,), key="draw.clear", width="stretch")
+        undo_column.button(t("draw.undo"), icon="↩️", on_click=canvas_widget.undo, args=(CANVAS_KEY,), key="draw.undo", width="stretch")
+        photo = st.file_uploader(t("draw.upload"), type=["png", "jpg", "jpeg"], key="draw.upload", help=t("draw.upload_help"))
+
+    with result_column:
+        try:
+            if photo is not None:
+                prepared = preprocess.prepare_upload(photo.getvalue())
+            elif drawing.image is not None:
+                prepared = preprocess.prepare(drawing.image)
+            else:
+                prepared = None
+                st.info(t("draw.start"))
+            if prepared is not None:
+                show_prediction(
+                    prepared,
+                    models,
+                    dataset,
+                    uploaded=photo is not None,
+                    run_id=members[0].id,
+                    combination=combination,
+                    member_ids=[member.id for member in members],
+                )
+        except preprocess.DrawingError as error:
+            st.warning(error.render(language()))
+
+
 st.title(t("draw.title"))
+if SAVED_TOAST in st.session_state:
+    st.toast(st.session_state.pop(SAVED_TOAST))
 st.caption(t("draw.intro"))
 runs = usable_runs()
 if not runs:
@@ -190,36 +231,5 @@ except preprocess.DrawingError as error:
     st.stop()
 models = [model for model, _ in loaded]
 
-canvas_column, result_column = st.columns([1, 1])
-with canvas_column:
-    st.subheader(t("draw.canvas"))
-    pen_width = st.slider(t("draw.pen_width"), *canvas_widget.PEN_WIDTHS, canvas_widget.DEFAULT_PEN_WIDTH, key="draw.pen_width")
-    drawing = canvas_widget.drawing_canvas(CANVAS_KEY, pen_width=pen_width)
-    clear_column, undo_column = st.columns(2)
-    clear_column.button(t("draw.clear"), icon="🧽", on_click=canvas_widget.clear, args=(CANVAS_KEY,), key="draw.clear", width="stretch")
-    undo_column.button(t("draw.undo"), icon="↩️", on_click=canvas_widget.undo, args=(CANVAS_KEY,), key="draw.undo", width="stretch")
-    photo = st.file_uploader(t("draw.upload"), type=["png", "jpg", "jpeg"], key="draw.upload", help=t("draw.upload_help"))
-
-with result_column:
-    try:
-        if photo is not None:
-            prepared = preprocess.prepare_upload(photo.getvalue())
-        elif drawing.image is not None:
-            prepared = preprocess.prepare(drawing.image)
-        else:
-            prepared = None
-            st.info(t("draw.start"))
-        if prepared is not None:
-            show_prediction(
-                prepared,
-                models,
-                dataset,
-                uploaded=photo is not None,
-                run_id=members[0].id,
-                combination=combination,
-                member_ids=[member.id for member in members],
-            )
-    except preprocess.DrawingError as error:
-        st.warning(error.render(language()))
-
+draw_and_classify(models, dataset, members, combination)
 my_digits_section(runs, members, combination)
