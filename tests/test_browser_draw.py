@@ -1,5 +1,6 @@
 """The Draw page in a real browser (headless Chromium): draw a "1" and a "7" with the mouse, see the
-page read them with their probabilities, and save one to "my digits".
+page read them with their probabilities, and save one to "my digits"; and draw a "1" with a finger
+on a touch-screen context the size of a classroom tablet.
 
 A real `streamlit run app.py` server on a free port serves a throw-away runs directory that
 holds one short `fast` run (trained before the server starts, the way a worker trains it).
@@ -162,5 +163,36 @@ def test_draw_a_one_and_a_seven_and_save_one(server, browser):
         page.screenshot(path=str(failure))
         print(f"\nbrowser: the page at the failure is in {failure}; the server's log in {failure.parent / 'streamlit.log'}")
         raise
+    finally:
+        context.close()
+
+
+def touch_stroke(page, stroke: list[tuple[int, int]]) -> None:
+    """Draw one stroke with a finger: real touch events through Chromium's DevTools protocol (touchStart, moves, touchEnd)."""
+    box = page.locator(CANVAS).first.bounding_box()
+    session = page.context.new_cdp_session(page)
+    (start_x, start_y), *rest = stroke
+    point = {"x": box["x"] + start_x, "y": box["y"] + start_y}
+    session.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [point]})
+    for x, y in rest:
+        for step in range(1, 26):
+            fraction = step / 25
+            moved = {"x": point["x"] + (box["x"] + x - point["x"]) * fraction, "y": point["y"] + (box["y"] + y - point["y"]) * fraction}
+            session.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [moved]})
+        point = moved
+    session.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    session.detach()
+
+
+def test_a_finger_on_a_tablet_draws_a_one(server, browser):
+    """A classroom tablet: a touch-screen context at tablet size; one stroke of a finger is read as a 1."""
+    context = browser.new_context(viewport={"width": 1024, "height": 768}, has_touch=True, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        open_draw_page(page, server["url"])
+        assert prediction(page) is None
+        touch_stroke(page, ONE[0])
+        wait_for_prediction(page, "1")
     finally:
         context.close()
