@@ -299,6 +299,23 @@ def command_predict(arguments: argparse.Namespace) -> None:
     _emit(arguments, "\n".join(lines), {"run_id": arguments.run, "predictions": predictions})
 
 
+def command_export(arguments: argparse.Namespace) -> None:
+    """Write a finished run's weights + spec, ONNX, a runnable PyTorch file or the HTML report (see core/export/files.py)."""
+    from core.export import files
+
+    store = RunStore()
+    if arguments.format == "report":
+        from core.views import report
+
+        written = files.write([files.ExportFile("report.html", report.report_bytes(store, arguments.run, _language(arguments)))], arguments.out)
+    else:
+        exporters = {"safetensors": files.safetensors_files, "onnx": files.onnx_files, "python": files.python_files}
+        written = files.write(exporters[arguments.format](store, arguments.run), arguments.out)
+    sizes = [{"path": str(path), "bytes": path.stat().st_size} for path in written]
+    text = "\n".join(f"Run {arguments.run}: wrote {item['path']} ({item['bytes']:,} bytes)" for item in sizes)
+    _emit(arguments, text, {"run_id": arguments.run, "format": arguments.format, "files": sizes})
+
+
 def _read_image_bytes(file: str) -> bytes:
     from core.drawing.preprocess import MAX_UPLOAD_BYTES, DrawingError
 
@@ -383,6 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--run", type=int, required=True)
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.set_defaults(handler=command_predict)
+
+    export = commands.add_parser("export", parents=[common], help="write a finished run's weights, ONNX, a runnable PyTorch file or a report")
+    export.add_argument("--run", type=int, required=True)
+    export.add_argument("--format", required=True, choices=("safetensors", "onnx", "python", "report"))
+    export.add_argument(
+        "--out", required=True, type=Path,
+        help="the file to write; a second file goes beside it (net.safetensors + net.json, net.py + net.pt)",
+    )  # fmt: skip
+    export.set_defaults(handler=command_export)
 
     cancel = commands.add_parser("cancel", parents=[common], help="cancel a queued or running run")
     cancel.add_argument("id", type=int)

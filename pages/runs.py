@@ -6,7 +6,7 @@ import zlib
 import streamlit as st
 
 from core.jobs import disk
-from core.views import plots, run_views, train_form
+from core.views import exports, plots, run_views, train_form
 from core.views.i18n import render_any
 from pages import run_widgets
 from pages.common import language, require_frame, select_run, service, t
@@ -74,6 +74,21 @@ def pruned_message(run) -> None:
         st.success(t("runs.pruned", id=run.id, freed=run_views.format_bytes(pruned["freed"]), left=left))
 
 
+def export_row(run) -> None:
+    """One download per export format; each file is made only when its button is pressed."""
+    st.markdown(f"**{t('runs.export')}**", help=t("runs.export_help"))
+    refused = exports.refusal(service().store, run.id)
+    if refused is not None:
+        st.caption(t("runs.export_refused", reason=refused.render(language())))
+        return
+    columns = st.columns(len(exports.MIME))
+    for column, format in zip(columns, exports.MIME):
+        column.download_button(
+            t(f"runs.export.{format}"), lambda format=format: exports.download(service().store, run.id, format, language()).data,
+            exports.file_name(run, format), exports.MIME[format], key=f"runs.export.{format}", on_click="ignore", icon="📦", width="stretch",
+        )  # fmt: skip
+
+
 def details(run) -> None:
     """One run: its outcome and figures, buttons to reuse it, downloads, freeing disk space and delete."""
     st.subheader(t("runs.run_title", id=run.id, name=run.name or run_views.network_summary(run.spec, language())))
@@ -118,6 +133,7 @@ def details(run) -> None:
             if st.session_state.selected_run == run.id:
                 select_run(None)
             st.rerun()
+    export_row(run)
 
 
 title_column, refresh_column = st.columns([5, 1], vertical_alignment="bottom")

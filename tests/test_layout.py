@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "core"
 # Lower layers first: a package may import only from packages further down this list.
-LAYERS = ("data", "model", "attacks", "training", "probes", "drawing", "jobs", "views")
+LAYERS = ("data", "model", "attacks", "training", "probes", "drawing", "jobs", "export", "views")
 # What `runs list/show`, `cancel`, `resume` and `presets` load: they must answer without torch.
 TORCH_FREE = (
     "core.cli",

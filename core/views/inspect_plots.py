@@ -170,3 +170,4 @@ def member_accuracies(names: list[str], accuracies: list[float], ensemble_name: 
     figure.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 30}, yaxis={"range": [low, 100.5], "title": translate(language, "inspect.plot.accuracy_percent")})
     figure.update_xaxes(type="category")
     return figure
+
