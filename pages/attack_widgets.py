@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 
 from core.probes import mistakes
-from core.views import attack_plots, attack_view, inspection, run_views, tasks
+from core.views import attack_plots, attack_view, inspection, plots, run_views, tasks
 from pages.common import language, select_run, service, t
 
 VIEWS = ("image", "fooling", "robustness", "transfer")
@@ -71,7 +71,7 @@ def _fooling(stamps: tuple, _attacked_network, target: int, start: str, steps: i
 
 
 def chart(figure, key: str):
-    return st.plotly_chart(figure, key=key, config={"displayModeBar": False})
+    return st.plotly_chart(figure, key=key, config=plots.CHART_CONFIG)
 
 
 def method_name(method: str) -> str:

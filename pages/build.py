@@ -12,6 +12,7 @@ import streamlit as st
 from core.model import vocabulary
 from core.training import presets
 from core.views import builder_state as builder
+from core.views import plots
 from core.views.plots import network_diagram
 from pages.common import DEFAULT_PRESET, guide, language, require_frame, save_draft, t
 
@@ -221,7 +222,7 @@ def summary_panel(work: dict, checked: builder.Checked) -> None:
     failed_name = t(f"build.kind_short.{work['layers'][error.layer_index]['kind']}") if failed else None
     if work["layers"]:
         figure = network_diagram(checked.summary, names, t("build.input_row"), t("build.parameters_count"), failed_name)
-        st.plotly_chart(figure, config={"displayModeBar": False})
+        st.plotly_chart(figure, config=plots.CHART_CONFIG)
     for first, second in builder.linear_neighbours(work["layers"]):
         st.warning(t("build.linear_warning", first=first + 1, second=second + 1), icon="📏")
 

@@ -20,7 +20,7 @@ from core.probes import attribution as attribution_probes
 from core.probes import ensembles as ensemble_probes
 from core.probes import filters as filter_probes
 from core.probes import loading, mistakes
-from core.views import inspect_plots, inspection, run_views
+from core.views import inspect_plots, inspection, plots, run_views
 from pages.common import language, service, t
 
 VIEWS = ("filters", "activations", "mistakes", "attribution", "ensembles", "diagnostics")
@@ -61,7 +61,7 @@ def _checkpoint_model(stamp: tuple):
 
 
 def chart(figure, key: str, **options):
-    return st.plotly_chart(figure, key=key, config={"displayModeBar": False}, **options)
+    return st.plotly_chart(figure, key=key, config=plots.CHART_CONFIG, **options)
 
 
 def image_tile(loaded: inspection.LoadedRun, index: int, caption: str, width: int = 84) -> None:

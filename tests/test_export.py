@@ -257,3 +257,23 @@ def test_the_runs_page_offers_each_export_of_a_finished_run_and_says_why_not_for
                 assert any(reason in caption.value for caption in at.caption), [caption.value for caption in at.caption]
     finally:
         st.cache_resource.clear()
+
+
+def test_every_chart_in_the_app_keeps_its_download_as_png_button():
+    """A `plotly_chart` call keeps Plotly's default mode bar or passes `plots.CHART_CONFIG` (PNG button only); only the invisible preload hides it."""
+    from core.views import plots
+
+    assert plots.CHART_CONFIG["modeBarButtons"] == [["toImage"]] and plots.CHART_CONFIG["toImageButtonOptions"]["format"] == "png"
+    assert "displayModeBar" not in plots.CHART_CONFIG
+    checked = 0
+    for path in sorted((Path(__file__).resolve().parent.parent / "pages").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "plotly_chart"):
+                continue
+            checked += 1
+            keywords = {keyword.arg: keyword.value for keyword in node.keywords}
+            if isinstance(keywords.get("key"), ast.Constant) and keywords["key"].value == "plotly_preload":
+                continue
+            config = keywords.get("config")
+            assert config is None or ast.unparse(config) == "plots.CHART_CONFIG", f"{path.name}:{node.lineno} {ast.unparse(config)}"
+    assert checked >= 10

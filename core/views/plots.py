@@ -16,6 +16,9 @@ from core.views.i18n import translate
 # ----------------------------------------------------------------------------- network diagram (Build page)
 
 # One colour per layer kind, grouped by role: convolution blues, pooling greens, dense oranges.
+# Every chart keeps Plotly's "download as PNG" button (and only that one), at twice the screen size for print.
+CHART_CONFIG = {"displaylogo": False, "modeBarButtons": [["toImage"]], "toImageButtonOptions": {"format": "png", "scale": 2}}
+
 LAYER_COLOURS = {
     "input": "#6b7280",
     "conv": "#2563eb",

@@ -34,7 +34,6 @@ from core.views import builder_state, inspect_plots, plots, run_views
 from core.views.i18n import catalog, translate
 
 MISTAKES_SHOWN = 40
-CHART_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 STYLE = """
 body { font-family: "Noto Sans", "Noto Sans CJK KR", "Apple SD Gothic Neo", "Malgun Gothic", sans-serif; max-width: 1000px;
        margin: 2em auto; padding: 0 1em; color: #111827; word-break: keep-all; }
@@ -50,7 +49,7 @@ td.number, th.number { text-align: right; font-variant-numeric: tabular-nums; }
 
 def _figure(figure: go.Figure, name: str) -> str:
     figure.update_layout(template="plotly_white")
-    body = figure.to_html(full_html=False, include_plotlyjs=False, config=CHART_CONFIG, div_id=f"figure-{name}")
+    body = figure.to_html(full_html=False, include_plotlyjs=False, config=plots.CHART_CONFIG, div_id=f"figure-{name}")
     return f'<div class="figure" data-figure="{name}">{body}</div>'
 
 
