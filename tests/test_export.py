@@ -207,12 +207,12 @@ def test_the_cli_writes_each_format_of_a_finished_run(finished, tmp_path, monkey
 def test_the_pages_downloads_are_what_the_cli_writes(finished):
     store, run_id = finished
     python = exports.download(store, run_id, "python")
-    assert python.file_name == f"run-{run_id}-b-my-b-net-python.zip"  # the learner's name, made safe for a file name
+    assert python.file_name == f"run_{run_id}_b_my_b_net-python.zip"  # the learner's name, made safe for a file name
     with zipfile.ZipFile(io.BytesIO(python.data)) as archive:
-        assert sorted(archive.namelist()) == [f"run-{run_id}-b-my-b-net.pt", f"run-{run_id}-b-my-b-net.py"]
+        assert sorted(archive.namelist()) == [f"run_{run_id}_b_my_b_net.pt", f"run_{run_id}_b_my_b_net.py"]
     weights = exports.download(store, run_id, "safetensors")
     with zipfile.ZipFile(io.BytesIO(weights.data)) as archive:
-        assert archive.read(f"run-{run_id}-b-my-b-net.safetensors") == store.best_checkpoint_path(run_id).read_bytes()
+        assert archive.read(f"run_{run_id}_b_my_b_net.safetensors") == store.best_checkpoint_path(run_id).read_bytes()
 
 
 def test_the_report_holds_every_figure_escapes_what_the_learner_typed_and_speaks_korean(finished):

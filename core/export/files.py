@@ -62,9 +62,10 @@ def exportable(store: RunStore, run_id: int) -> tuple[Run, Path]:
 
 
 def stem(run: Run) -> str:
-    """The base name of a run's files, e.g. 'run-12-fast'; only letters, digits and dashes (the name is the learner's)."""
-    name = re.sub(r"[^A-Za-z0-9]+", "-", run.name).strip("-").lower()[:40]
-    return f"run-{run.id}" + (f"-{name}" if name else "")
+    """The base name of a run's files, e.g. 'run_12_fast': letters, digits and underscores only (the name is the learner's),
+    so the PyTorch file is also an importable module name."""
+    name = re.sub(r"[^A-Za-z0-9]+", "_", run.name).strip("_").lower()[:40]
+    return f"run_{run.id}" + (f"_{name}" if name else "")
 
 
 def spec_json(run: Run) -> str:

@@ -32,7 +32,7 @@ def download(store: RunStore, run_id: int, format: str, language: str = "en") ->
 
 
 def file_name(run, format: str) -> str:
-    """The downloaded file's name, e.g. 'run-12-fast.onnx' (known before the bytes are made)."""
+    """The downloaded file's name, e.g. 'run_12_fast.onnx' (known before the bytes are made)."""
     return files.stem(run) + SUFFIX[format]
 
 
