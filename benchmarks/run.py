@@ -245,13 +245,13 @@ def write_report(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli,inspect,recording,drawing")
+    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli,inspect,recording,drawing,attacks")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nielsen-epochs", type=int, default=3)
     arguments = parser.parse_args()
     parts = set(arguments.only.split(","))
     # Only the parts that train or predict need MNIST in this process; `--only cli` or `service` starts at once.
-    splits = data.load("mnist") if parts & {"engine", "fast", "nielsen", "inspect", "recording"} else None
+    splits = data.load("mnist") if parts & {"engine", "fast", "nielsen", "inspect", "recording", "attacks"} else None
     results: dict = {"machine": machine()}
     if "engine" in parts:
         results["engine"] = bench_engine(splits, arguments.repeats)
@@ -283,6 +283,10 @@ def main() -> None:
         from benchmarks.drawing import bench_drawing
 
         results["drawing"] = bench_drawing(arguments.repeats)
+    if "attacks" in parts:
+        from benchmarks.attacks import bench_attacks
+
+        results["attacks"] = bench_attacks(splits, arguments.repeats)
     write_report(results)
     print(f"Wrote {DOCS / 'benchmarks.md'}")
 

@@ -273,6 +273,81 @@ def command_inspect(arguments: argparse.Namespace) -> None:
     shown = ", ".join(map(str, indices[:30])) + (" …" if len(indices) > 30 else "")
     text = f"Run {arguments.run}: {len(indices)} misclassified test images, most confident first: {shown}"
     _emit(arguments, text, {"run_id": arguments.run, "count": len(indices), "indices": indices})
+
+ATTACK_IMAGES = 1000  # the first N test images `attack` uses unless --n says otherwise
+L2_EPSILON_MAXIMUM = 28.0  # the L2 length of a change of 1 in every one of 28×28 pixels: the farthest any image can move
+
+
+def _checked_attack_request(arguments: argparse.Namespace) -> float | None:
+    """The ε to attack with (None for DeepFool, which finds its own size), once method, ε, count and steps make sense."""
+    import math
+
+    from core.attacks.robustness import METHODS, AttackError
+
+    if arguments.method not in METHODS:
+        raise AttackError("attack.unknown_method", method=arguments.method, choices=list(METHODS))
+    if arguments.n < 1:
+        raise AttackError("attack.bad_count", value=str(arguments.n))
+    if arguments.steps is not None and arguments.steps < 0:
+        raise AttackError("attack.bad_steps", value=str(arguments.steps))
+    if arguments.method == "deepfool":
+        return None
+    if arguments.eps is None:
+        raise CommandError("cli.attack_needs_epsilon", method=arguments.method)
+    epsilon = arguments.eps
+    if arguments.method == "pgd_l2":
+        if not (math.isfinite(epsilon) and 0 <= epsilon <= L2_EPSILON_MAXIMUM):
+            raise AttackError("attack.out_of_range.epsilon", value=str(epsilon), minimum="0", maximum=f"{L2_EPSILON_MAXIMUM:g}")
+    elif not (math.isfinite(epsilon) and 0 <= epsilon <= 1):
+        raise AttackError("attack.epsilon_range", value=str(epsilon))
+    return epsilon
+
+
+def command_attack(arguments: argparse.Namespace) -> None:
+    """Clean and adversarial accuracy of a run's best-validation weights on the first N test images."""
+    epsilon = _checked_attack_request(arguments)
+    store = RunStore()
+    run = store.get(arguments.run, with_metrics=False)  # An unknown id or a run without weights answers before the model loads.
+    if not store.best_checkpoint_path(arguments.run).is_file():
+        raise CommandError("probe.no_weights", run=arguments.run, status=run.status, done=counted("probe.epochs_done", run.epochs_done))
+    import torch
+
+    from core.attacks import robustness
+    from core.attacks.robustness import AttackError
+    from core.training.device import describe, pick_device
+    from core.views import inspection
+
+    try:
+        loaded = inspection.load_run(store, arguments.run)
+    except inspection.ERRORS as error:
+        raise CommandError(error.code, detail=error.detail, **error.params) from None
+    available = len(loaded.splits.test_images)
+    if arguments.n > available:
+        raise AttackError("attack.out_of_range.images", value=str(arguments.n), minimum="1", maximum=str(available))
+    device = pick_device(arguments.device)
+    model = loaded.model.to(device)
+    steps = arguments.steps if arguments.steps is not None else (50 if arguments.method == "deepfool" else 40)
+    report = robustness.attacked_accuracy(
+        model, loaded.splits.test_images[: arguments.n], loaded.splits.test_labels[: arguments.n], arguments.method,
+        0.0 if epsilon is None else epsilon, steps=steps, step_size=arguments.step_size,
+        generator=torch.Generator().manual_seed(arguments.seed),
+    )  # fmt: skip
+    used_steps = None if arguments.method == "fgsm" else steps
+    size = "its own smallest change" if epsilon is None else f"ε {epsilon:g}"
+    text = (
+        f"Run {arguments.run}, {arguments.method} ({size}{f', {used_steps} steps' if used_steps is not None else ''}) on the first "
+        f"{report.n:,} test images: clean accuracy {report.clean_accuracy:.4f}, adversarial accuracy {report.adversarial_accuracy:.4f} "
+        f"({report.seconds:.1f} s on {describe(device)})"
+    )
+    payload = {
+        "run_id": arguments.run, "method": arguments.method, "epsilon": epsilon, "steps": used_steps,
+        "step_size": arguments.step_size if arguments.method in ("pgd", "pgd_l2") else None, "n": report.n,
+        "clean_accuracy": report.clean_accuracy, "adversarial_accuracy": report.adversarial_accuracy,
+        "seconds": round(report.seconds, 3), "device": describe(device),
+    }  # fmt: skip
+    _emit(arguments, text, payload)
+
+
 def command_predict(arguments: argparse.Namespace) -> None:
     """Classify image files with a run's best checkpoint, through the drawing page's preprocessing."""
     from core.data.datasets import class_names
@@ -409,6 +484,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="the file to write; a second file goes beside it (net.safetensors + net.json, net.py + net.pt)",
     )  # fmt: skip
     export.set_defaults(handler=command_export)
+
+    attack = commands.add_parser(
+        "attack", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="clean and adversarial accuracy of a run on its first N test images",
+        description=(
+            "Attack the first N test images of a run's dataset with its best-validation weights and print the\n"
+            "accuracy before and after. Every image is attacked, the ones the network already gets wrong too.\n"
+            "  fgsm      one signed gradient step of size --eps (L∞); --steps is not used\n"
+            "  pgd       --steps signed steps from a random start, kept within --eps of the image (L∞)\n"
+            "  pgd_l2    the same under the L2 norm: the whole change has length at most --eps (up to 28)\n"
+            "  deepfool  the smallest L2 change it finds across the nearest boundary, with 2% overshoot;\n"
+            "            it needs no --eps (it is not used) and takes --steps as its iteration limit (default 50)\n"
+            "PGD's step size defaults to 2.5 ε / steps; its random start is seeded by --seed."
+        ),
+    )  # fmt: skip
+    attack.add_argument("--run", type=int, required=True)
+    attack.add_argument("--method", required=True, metavar="fgsm|pgd|pgd_l2|deepfool")
+    attack.add_argument("--eps", type=float, metavar="E", help="the attack size ε: 0 to 1 under L∞ (fgsm, pgd), 0 to 28 under L2 (pgd_l2)")
+    attack.add_argument("--steps", type=int, help="PGD's iterations (default 40) or DeepFool's limit (default 50)")
+    attack.add_argument("--step-size", type=float, help="PGD's step (default 2.5 ε / steps)")
+    attack.add_argument("--n", type=int, default=ATTACK_IMAGES, help=f"attack the first N test images (default {ATTACK_IMAGES:,})")
+    attack.add_argument("--seed", type=int, default=0, help="seeds PGD's random start (default 0)")
+    attack.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    attack.set_defaults(handler=command_attack)
 
     cancel = commands.add_parser("cancel", parents=[common], help="cancel a queued or running run")
     cancel.add_argument("id", type=int)

@@ -368,3 +368,102 @@ def test_a_full_disk_exits_2_saying_so(tmp_path, command):
     # dd stops when the file system is full (and exits non-zero for it).
     result = run_on_small_file_system(tmp_path, 'dd if=/dev/zero of="$MOUNT/filler" bs=4096 2>/dev/null || true', *command)
     assert_one_line_error(result, f"The disk holding {tmp_path / 'mount' / 'runs'} is full", "Free some space")
+
+
+# ----------------------------------------------------------------------------- attack
+
+
+ATTACK_IMAGES = 500
+
+
+@pytest.fixture(scope="module")
+def attacked(trained, folders) -> tuple[dict, subprocess.CompletedProcess]:
+    """The trained run and `attack --json` of it (FGSM, ε 0.1, the first 500 test images), as a real subprocess."""
+    run, _ = trained
+    command = ["attack", "--run", str(run["run_id"]), "--method", "fgsm", "--eps", "0.1", "--n", str(ATTACK_IMAGES), "--json"]
+    return run, finish(start_cli(folders["trained"], *command))
+
+
+def test_attack_json_gives_torchattacks_fgsm_accuracy_of_the_runs_weights(attacked, folders, mnist):
+    import torch
+    import torchattacks
+
+    from core.training import checkpoint
+
+    run, result = attacked
+    assert result.returncode == 0, result.stderr
+    report = last_json(result)
+    assert {"clean_accuracy", "adversarial_accuracy", "n", "seconds"} <= set(report)
+    assert (report["run_id"], report["method"], report["epsilon"], report["n"]) == (run["run_id"], "fgsm", 0.1, ATTACK_IMAGES)
+    assert report["seconds"] > 0
+    assert "clean accuracy" in result.stderr and "adversarial accuracy" in result.stderr  # The sentence goes to stderr beside the JSON.
+    # The authority: torchattacks' FGSM on the same checkpoint and the same first test images.
+    model = checkpoint.load(RunStore(folders["trained"]).best_checkpoint_path(run["run_id"]), device="cpu")[0].eval()
+    images, labels = mnist.test_images[:ATTACK_IMAGES].unsqueeze(1).float().div(255), mnist.test_labels[:ATTACK_IMAGES]
+    reference = torchattacks.FGSM(model, eps=0.1)(images, labels)
+    with torch.no_grad():
+        clean = int((model(images).argmax(dim=1) == labels).sum())
+        adversarial = int((model(reference).argmax(dim=1) == labels).sum())
+    assert report["clean_accuracy"] == clean / ATTACK_IMAGES
+    assert report["adversarial_accuracy"] == adversarial / ATTACK_IMAGES
+    assert report["adversarial_accuracy"] < report["clean_accuracy"] - 0.1  # ε 0.1 fools softmax regression on many digits.
+
+
+def _attack_in_process(monkeypatch, capsys, runs_directory: Path, *arguments: str) -> tuple[int, str, str]:
+    from core import cli
+
+    monkeypatch.setenv("LAYERLAB_RUNS", str(runs_directory))
+    code = cli.main(["attack", *arguments])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_attack_of_size_zero_changes_nothing_and_stronger_attacks_lower_accuracy(attacked, folders, monkeypatch, capsys):
+    run, result = attacked
+    fgsm = last_json(result)
+
+    def attack(*arguments: str) -> dict:
+        code, out, err = _attack_in_process(monkeypatch, capsys, folders["trained"], "--run", str(run["run_id"]), *arguments, "--json")
+        assert code == 0, err
+        return json.loads(out.strip().splitlines()[-1])
+
+    for method in ("fgsm", "pgd", "pgd_l2"):
+        report = attack("--method", method, "--eps", "0", "--steps", "3", "--n", str(ATTACK_IMAGES))
+        assert report["adversarial_accuracy"] == report["clean_accuracy"] == fgsm["clean_accuracy"], method
+    pgd = attack("--method", "pgd", "--eps", "0.1", "--steps", "10", "--n", str(ATTACK_IMAGES))
+    assert pgd["steps"] == 10 and pgd["clean_accuracy"] == fgsm["clean_accuracy"]
+    assert pgd["adversarial_accuracy"] <= fgsm["adversarial_accuracy"]  # ten projected steps find at least what one step finds
+    deepfool = attack("--method", "deepfool", "--steps", "10", "--n", "100")
+    assert deepfool["epsilon"] is None and deepfool["steps"] == 10 and deepfool["n"] == 100
+    assert deepfool["adversarial_accuracy"] < deepfool["clean_accuracy"] / 2  # it crosses the nearest boundary for most digits
+
+
+ATTACK_ERRORS = [
+    (("--method", "fgsm", "--eps", "1.5"), "attack.epsilon_range", {"value": "1.5"}),
+    (("--method", "pgd", "--eps", "-0.1"), "attack.epsilon_range", {"value": "-0.1"}),
+    (("--method", "fgsm", "--eps", "nan"), "attack.epsilon_range", {"value": "nan"}),
+    (("--method", "pgd_l2", "--eps", "30"), "attack.out_of_range.epsilon", {"value": "30.0", "minimum": "0", "maximum": "28"}),
+    (("--method", "fgsm", "--eps", "0.1", "--n", "0"), "attack.bad_count", {"value": "0"}),
+    (("--method", "fgsm", "--eps", "0.1", "--n", "10001"), "attack.out_of_range.images", {"value": "10001", "minimum": "1", "maximum": "10000"}),
+    (("--method", "cw", "--eps", "0.1"), "attack.unknown_method", {"method": "cw", "choices": "fgsm, pgd, pgd_l2, deepfool"}),
+    (("--method", "pgd", "--eps", "0.1", "--steps", "-1"), "attack.bad_steps", {"value": "-1"}),
+    (("--method", "pgd"), "cli.attack_needs_epsilon", {"method": "pgd"}),
+]
+
+
+@pytest.mark.parametrize("language", ["en", "ko"])
+def test_attack_bad_requests_end_with_their_message_in_the_language_asked(attacked, folders, monkeypatch, capsys, tmp_path, language):
+    from core.errors import Message, counted, translate
+
+    run, _ = attacked
+    for arguments, code, params in ATTACK_ERRORS:
+        status, _, err = _attack_in_process(monkeypatch, capsys, folders["trained"], "--run", str(run["run_id"]), *arguments, "--lang", language)
+        assert status == 2 and err.strip() == "error: " + translate(language, "message." + code, **params), arguments
+    # A run that has not finished an epoch has no weights to attack: the same sentence as `inspect`.
+    store = RunStore(tmp_path / "runs")
+    unfinished = store.create(GOOD_NETWORK, {"epochs": 1}, name="never trained")
+    status, _, err = _attack_in_process(monkeypatch, capsys, store.directory, "--run", str(unfinished), "--method", "fgsm", "--eps", "0.1", "--lang", language)
+    no_weights = Message("probe.no_weights", {"run": unfinished, "status": store.get(unfinished).status, "done": counted("probe.epochs_done", 0)})
+    assert status == 2 and err.strip() == "error: " + no_weights.render(language)
+    status, _, err = _attack_in_process(monkeypatch, capsys, store.directory, "--run", "999", "--method", "fgsm", "--eps", "0.1", "--lang", language)
+    assert status == 2 and err.strip() == "error: " + translate(language, "message.store.no_run", run=999)
