@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
 
+from core.data import datasets as data
 from core.jobs.store import RunStore
+from core.training import checkpoint
 from core.model import network as networks
 from core.training.presets import get as get_preset
 from core.views import i18n, run_views
@@ -263,3 +270,25 @@ def journey(page, url: str, store: RunStore) -> None:
     wait_idle(page)
     screenshot(page, "runs.png")
     assert_no_exception(page)
+
+    # Take it with you: the PyTorch file downloads from the Runs page and, with only torch, reads a test digit as the app does.
+    button = page.get_by_role("button", name=en("runs.export.python"))
+    button.scroll_into_view_if_needed()
+    with page.expect_download(timeout=60_000) as download:
+        button.click()
+    folder = store.directory.parent / "download"
+    folder.mkdir(exist_ok=True)
+    with zipfile.ZipFile(download.value.path()) as archive:
+        names = sorted(archive.namelist())
+        archive.extractall(folder)
+    assert [Path(name).suffix for name in names] == [".pt", ".py"], names
+    digit = folder / "digit.png"
+    image = data.load("mnist").test_images[0]
+    Image.fromarray(image.numpy()).save(digit)
+    model, _, _ = checkpoint.load(store.best_checkpoint_path(run.id))
+    with torch.no_grad():
+        expected = int(model(image.reshape(1, 1, 28, 28).float() / 255).argmax())
+    script = folder / next(name for name in names if name.endswith(".py"))
+    result = subprocess.run([sys.executable, "-I", str(script), str(digit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(str(expected)), result.stdout
