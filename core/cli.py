@@ -232,20 +232,30 @@ def command_eval(arguments: argparse.Namespace) -> None:
     _emit(arguments, "\n".join(lines), report)
 
 
-def command_inspect(arguments: argparse.Namespace) -> None:
-    """Mistakes, confusion matrix or one test image's activations of a run's best-validation weights."""
+def _loaded_run(run_id: int):
+    """The run's best-validation weights with its dataset (`core.views.inspection.LoadedRun`).
+
+    An unknown id or a run without weights answers before torch loads; a damaged checkpoint keeps
+    its error's code and parameters, so the line reads in the language asked for.
+    """
     store = RunStore()
-    run = store.get(arguments.run, with_metrics=False)  # An unknown id or a run without weights answers before torch loads.
-    if not store.best_checkpoint_path(arguments.run).is_file():
-        raise CommandError("probe.no_weights", run=arguments.run, status=run.status, done=counted("probe.epochs_done", run.epochs_done))
-    from core.probes import mistakes
+    run = store.get(run_id, with_metrics=False)
+    if not store.best_checkpoint_path(run_id).is_file():
+        raise CommandError("probe.no_weights", run=run_id, status=run.status, done=counted("probe.epochs_done", run.epochs_done))
     from core.views import inspection
 
     try:
-        loaded = inspection.load_run(store, arguments.run)
+        return inspection.load_run(store, run_id)
     except inspection.ERRORS as error:
-        # Keep the error's code and parameters, so the line reads in the language asked for.
         raise CommandError(error.code, detail=error.detail, **error.params) from None
+
+
+def command_inspect(arguments: argparse.Namespace) -> None:
+    """Mistakes, confusion matrix or one test image's activations of a run's best-validation weights."""
+    from core.probes import mistakes
+    from core.views import inspection
+
+    loaded = _loaded_run(arguments.run)
     if arguments.what == "activations":
         if arguments.image is None:
             raise CommandError("cli.inspect_needs_image")
@@ -306,21 +316,12 @@ def _checked_attack_request(arguments: argparse.Namespace) -> float | None:
 def command_attack(arguments: argparse.Namespace) -> None:
     """Clean and adversarial accuracy of a run's best-validation weights on the first N test images."""
     epsilon = _checked_attack_request(arguments)
-    store = RunStore()
-    run = store.get(arguments.run, with_metrics=False)  # An unknown id or a run without weights answers before the model loads.
-    if not store.best_checkpoint_path(arguments.run).is_file():
-        raise CommandError("probe.no_weights", run=arguments.run, status=run.status, done=counted("probe.epochs_done", run.epochs_done))
+    loaded = _loaded_run(arguments.run)
     import torch
 
     from core.attacks import robustness
     from core.attacks.robustness import AttackError
     from core.training.device import describe, pick_device
-    from core.views import inspection
-
-    try:
-        loaded = inspection.load_run(store, arguments.run)
-    except inspection.ERRORS as error:
-        raise CommandError(error.code, detail=error.detail, **error.params) from None
     available = len(loaded.splits.test_images)
     if arguments.n > available:
         raise AttackError("attack.out_of_range.images", value=str(arguments.n), minimum="1", maximum=str(available))

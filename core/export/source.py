@@ -13,39 +13,16 @@ with the predicted digit; a 28×28 grey image is used as it is, any other size i
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from core.model import network as networks
 from core.model.vocabulary import shape_text
 
-NORMALIZE_SOURCE = '''
-class Normalize(nn.Module):
-    """Images arrive in [0, 1]; the network standardises them itself with the training set's mean and spread."""
-
-    def __init__(self, mean: float, std: float):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean))
-        self.register_buffer("std", torch.tensor(std))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return (images - self.mean) / self.std
-'''
-
-L2POOL_SOURCE = '''
-class L2Pool2d(nn.Module):
-    """L2 pooling (Nielsen, ch. 6): the square root of the sum of squares in each window.
-
-    The tiny 1e-12 keeps the gradient finite where a window is all zeros.
-    """
-
-    def __init__(self, size: int, stride: int):
-        super().__init__()
-        self.size, self.stride = size, stride
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        sums = nn.functional.avg_pool2d(inputs * inputs, self.size, self.stride) * (self.size * self.size)
-        return torch.sqrt(sums + 1e-12)
-'''
+# Our two modules, written into the file as LayerLab defines them (their own source, so the copy cannot drift).
+NORMALIZE_SOURCE = inspect.getsource(networks.Normalize)
+L2POOL_SOURCE = inspect.getsource(networks.L2Pool2d)
 
 MAIN_SOURCE = '''
 
@@ -151,11 +128,12 @@ def python_source(spec: dict, dataset: str, stem: str, title: str) -> str:
         "",
         f"WEIGHTS = Path(__file__).with_name({stem + '.pt'!r})",
         "",
+        "",
         NORMALIZE_SOURCE.rstrip(),
         "",
     ]
     if uses_l2pool:
-        lines += [L2POOL_SOURCE.rstrip(), ""]
+        lines += ["", L2POOL_SOURCE.rstrip(), ""]
     lines += [
         "",
         "def network() -> nn.Sequential:",
