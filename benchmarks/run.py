@@ -232,12 +232,14 @@ def machine() -> dict:
     }
 
 
-def write_report(results: dict) -> None:
+def write_report(results: dict, threads: int = 0) -> None:
     from benchmarks.report import render
 
     DOCS.mkdir(exist_ok=True)
     previous = json.loads((DOCS / "benchmarks.json").read_text()) if (DOCS / "benchmarks.json").exists() else {}
     stamp = f"{results['machine']['date']} on {results['machine']['device']}"
+    if threads:
+        stamp += f", `--threads {threads}`"
     for part in results:
         if part != "machine":
             previous[f"measured_{part}"] = stamp
@@ -253,12 +255,15 @@ def main() -> None:
     parser.add_argument("--nielsen-epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     arguments = parser.parse_args()
+    # The header describes the machine as the other parts measure it; a part run with --threads
+    # says so in its own "Measured ..." line (write_report's stamp).
+    header = machine()
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
     parts = set(arguments.only.split(","))
     # Only the parts that train or predict need MNIST in this process; `--only cli` or `service` starts at once.
     splits = data.load("mnist") if parts & {"engine", "fast", "nielsen", "inspect", "recording", "robust"} else None
-    results: dict = {"machine": machine()}
+    results: dict = {"machine": header}
     if "engine" in parts:
         results["engine"] = bench_engine(splits, arguments.repeats)
     if "fast" in parts:
@@ -293,7 +298,7 @@ def main() -> None:
         from benchmarks.robust import bench_robust
 
         results["robust"] = bench_robust(splits)
-    write_report(results)
+    write_report(results, arguments.threads)
     print(f"Wrote {DOCS / 'benchmarks.md'}")
 
 
