@@ -151,9 +151,11 @@ class _ProgressBar:
                 f"{progress['images_per_second']:,.0f} img/s   "
             )
         for metrics in run.metrics[self.last_epoch :]:
+            robust = metrics.get("robust_accuracy")
+            robust_text = f"  robust acc {robust:.4f}" if robust is not None else ""
             sys.stderr.write(
                 f"\repoch {metrics['epoch']}: train acc {metrics['train_accuracy']:.4f}  validation acc "
-                f"{metrics['validation_accuracy']:.4f}  test acc {metrics['test_accuracy']:.4f}  ({metrics['seconds']:.1f} s)\n"
+                f"{metrics['validation_accuracy']:.4f}  test acc {metrics['test_accuracy']:.4f}{robust_text}  ({metrics['seconds']:.1f} s)\n"
             )
             self.last_epoch = metrics["epoch"]
         sys.stderr.flush()

@@ -24,6 +24,9 @@ def figures(run, per_row: int = 4) -> None:
     test.metric(t("common.test_accuracy"), run_views.percent(run.test_accuracy), help=t("train.test_help", epoch=run.best_epoch))
     epochs.metric(t("common.epochs"), f"{run.epochs_done}/{run.settings.get('epochs', run.epochs_done)}")
     seconds.metric(t("common.time"), run_views.format_duration(run_views.run_seconds(run)))
+    if robust := run_views.robust_figure(run):
+        help_text = t("train.robust_help", steps=robust["steps"], epsilon=f"{robust['epsilon']:g}", images=f"{robust['images']:,}")
+        st.columns(per_row)[0].metric(t("common.robust_accuracy"), run_views.percent(robust["accuracy"]), help=help_text)
 
 
 def resume(run) -> bool:

@@ -10,6 +10,7 @@ it (and its worker processes) at the end of each test.
 from __future__ import annotations
 
 import fcntl
+import json
 import threading
 import time
 from pathlib import Path
@@ -359,3 +360,40 @@ def test_the_settings_being_edited_survive_a_refresh(app_store):
     assert fresh.number_input(key="train.learning_rate").value == pytest.approx(0.25)
     assert fresh.session_state["network"] == builder_state.to_spec(builder_state.check_editable(get_preset("logistic-regression").network))
     assert fresh.title[0].value == i18n.translate("ko", "train.title")
+
+
+def test_the_adversarial_section_submits_an_fgsm_run(app_store, monkeypatch):
+    monkeypatch.setattr(job_service.JobService, "ensure_scheduler", lambda self: True)  # the run is only queued here
+    at = open_page("pages/train.py", owner="ada", **logistic_state())
+    assert "train.adversarial_epsilon" not in [box.key for box in at.number_input]  # nothing to size while training is plain
+    at.selectbox(key="train.adversarial").set_value("fgsm").run()
+    assert not at.exception, [error.value for error in at.exception]
+    epsilon = at.number_input(key="train.adversarial_epsilon")
+    assert epsilon.label == i18n.translate("en", "train.field.adversarial_epsilon") and epsilon.value == pytest.approx(0.3)
+    assert "train.adversarial_steps" not in [box.key for box in at.number_input]  # PGD's steps only for PGD
+    at.number_input(key="train.robust_eval_images").set_value(100)
+    at.number_input(key="train.adversarial_warmup_epochs").set_value(0.5)
+    at.number_input(key="train.max_steps").set_value(5)
+    at.button(key="train.submit").click().run()
+    assert not at.exception, [error.value for error in at.exception]
+    stored = app_store.get(at.session_state["selected_run"]).settings
+    assert stored["adversarial"] == "fgsm" and stored["adversarial_epsilon"] == pytest.approx(0.3)
+    assert stored["robust_eval_images"] == 100 and stored["adversarial_warmup_epochs"] == 0.5
+    assert TrainSettings.from_dict(stored).adversarial == "fgsm"
+
+
+@pytest.mark.parametrize("language", ["en", "ko"])
+def test_a_run_with_robust_accuracy_shows_it_beside_clean_accuracy(app_store, language):
+    settings = get_preset("logistic-regression").train_settings(adversarial="fgsm", robust_eval_images=1000, epochs=2).to_dict()
+    run_id = app_store.create(get_preset("logistic-regression").network, settings, status="succeeded")
+    for epoch, robust in ((1, 0.4125), (2, 0.8125)):
+        metrics = {"epoch": epoch, "train_loss": 0.5, "train_accuracy": 0.9, "validation_loss": 0.3, "validation_accuracy": 0.95,
+                   "test_accuracy": 0.94, "learning_rate": 0.01, "seconds": 1.0, "images_per_second": 100.0, "robust_accuracy": robust}  # fmt: skip
+        app_store.record_epoch(run_id, metrics, epochs_done=epoch, best_epoch=epoch, best_validation_accuracy=0.95, test_accuracy=0.94)
+    at = open_page("pages/train.py", language=language, selected_run=run_id, **logistic_state())
+    shown = {metric.label: metric for metric in at.metric}
+    robust = shown[i18n.translate(language, "common.robust_accuracy")]
+    assert robust.value == "81.25%" and "1,000" in robust.help
+    curves = next(json.loads(chart.proto.spec) for chart in at.get("plotly_chart") if chart.key == "train.curves")
+    trace = next(trace for trace in curves["data"] if trace["name"] == i18n.translate(language, "train.plot.robust"))
+    assert trace["y"] == [41.25, 81.25]

@@ -81,6 +81,14 @@ INVALID_VALUES = [
     ("eval_batch_size", 0, ["at least 1"]),
     ("checkpoint_every_epoch", 3, ["true or false"]),
     ("loss", "mse", ["log_likelihood"]),
+    ("adversarial", "fgsm-rs", ["Choose one of", "none, fgsm, pgd"]),
+    ("adversarial_epsilon", 1.5, ["at most 1"]),
+    ("adversarial_epsilon", -0.1, ["at least 0"]),
+    ("adversarial_steps", 0, ["at least 1"]),
+    ("adversarial_step_size", -0.01, ["at least 0"]),
+    ("adversarial_warmup_epochs", -1, ["at least 0"]),
+    ("robust_eval_images", 10_001, ["at most 10000"]),
+    ("robust_eval_steps", 0, ["at least 1"]),
 ]
 
 

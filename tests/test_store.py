@@ -479,3 +479,19 @@ def test_a_bad_query_is_still_a_plain_sqlite_error(store):
     # Only storage trouble becomes StorageError; a mistake in our own SQL stays a bug to see.
     with pytest.raises(sqlite3.OperationalError, match="no such column"):
         store.update(store.create(SPEC, SETTINGS), no_such_column=1)
+
+
+def test_a_version_2_database_gains_robust_accuracy_and_its_rows_read_none(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create(SPEC, SETTINGS)
+    store.record_epoch(run_id, epoch_metrics(1, run_id))
+    # Make it the database version 2 left: no robust_accuracy column, user_version 2.
+    database = sqlite3.connect(tmp_path / "runs.sqlite")
+    database.executescript("ALTER TABLE metrics DROP COLUMN robust_accuracy; PRAGMA user_version = 2;")
+    database.close()
+    store = RunStore(tmp_path)
+    assert raw_rows(store, "PRAGMA user_version") == [(SCHEMA_VERSION,)] and SCHEMA_VERSION >= 3
+    old_row = store.metrics(run_id)[0]
+    assert old_row["robust_accuracy"] is None and old_row["test_accuracy"] == epoch_metrics(1, run_id)["test_accuracy"]
+    store.record_epoch(run_id, epoch_metrics(2, run_id) | {"robust_accuracy": 0.875})
+    assert [row["robust_accuracy"] for row in store.metrics(run_id)] == [None, 0.875]

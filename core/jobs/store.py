@@ -38,6 +38,7 @@ METRIC_NAMES = (
     "seconds",
     "images_per_second",
     "ended_at",
+    "robust_accuracy",
 )
 
 # The statements that make a fresh database; `_migrate` runs them under the write lock.
@@ -78,6 +79,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     train_loss REAL, train_accuracy REAL, validation_loss REAL, validation_accuracy REAL,
     test_accuracy REAL, learning_rate REAL, seconds REAL, images_per_second REAL,
     ended_at REAL,                   -- when the epoch finished (its evaluation done)
+    robust_accuracy REAL,            -- PGD accuracy on the first robust_eval_images test images (NULL when not measured)
     recorded_at REAL NOT NULL,
     PRIMARY KEY (run_id, epoch)
 )
@@ -91,8 +93,9 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status)
 
 # The schema version stored in the database header (`PRAGMA user_version`). Databases made
 # before versions were stored read 0; version 1 added resume_requested and metrics.ended_at;
-# version 2 keeps a run's message as a code and parameters (message_code, message_params).
-SCHEMA_VERSION = 2
+# version 2 keeps a run's message as a code and parameters (message_code, message_params);
+# version 3 adds metrics.robust_accuracy (adversarial training's per-epoch PGD accuracy; NULL in older rows).
+SCHEMA_VERSION = 3
 # How long a write waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_SECONDS = 30
 # SQLite's rowids are signed 64-bit integers; a larger id can name no run.
@@ -375,6 +378,7 @@ ADDED_COLUMNS = (
     (1, "metrics", "ended_at", "REAL"),
     (2, "runs", "message_code", "TEXT"),
     (2, "runs", "message_params", "TEXT"),
+    (3, "metrics", "robust_accuracy", "REAL"),
 )
 
 

@@ -21,6 +21,7 @@ from core.data.augment import Augmentation, augment
 from core.data.datasets import Splits
 from core.errors import Message, counted
 from core.model import network as networks
+from core.training import adversarial
 from core.training.device import pick_device, to_device, training_data
 from core.training.evaluation import evaluate
 from core.training.losses import DIVERGED_LOSS, LOSSES
@@ -33,7 +34,7 @@ class EpochMetrics:
     """What one epoch measured; the store keeps one row of these per epoch."""
 
     epoch: int  # 1-based
-    train_loss: float  # mean loss over the epoch's mini-batches (dropout on, penalties off)
+    train_loss: float  # mean loss over the epoch's mini-batches (dropout on, penalties off; attacked ones in adversarial training)
     train_accuracy: float  # running accuracy over those same mini-batches
     validation_loss: float
     validation_accuracy: float
@@ -42,6 +43,7 @@ class EpochMetrics:
     seconds: float  # wall time of the epoch, evaluation included
     images_per_second: float  # training images per second (evaluation excluded)
     ended_at: float = 0.0  # wall-clock time (Unix seconds) when the epoch's evaluation finished
+    robust_accuracy: float | None = None  # PGD accuracy on the first `robust_eval_images` test images (None when not measured)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -208,6 +210,8 @@ def train(
     use_autocast = use_cuda and settings.mixed_precision
     grad_scaler = torch.amp.GradScaler("cuda", enabled=use_autocast and autocast_dtype == torch.float16)
     regularized = settings.l2 > 0 or settings.l1 > 0
+    # The perturb hook (None for ordinary training) attacks each batch before the loss; see core.training.adversarial.
+    perturb = adversarial.make_perturb(settings, generator)
     started = time.perf_counter()
     status, message = "succeeded", ""
 
@@ -225,6 +229,10 @@ def train(
             images, labels = train_data.batch(indices)
             if augmentation.active:
                 images = augment(images, augmentation, generator)
+            if perturb is not None:
+                # Crafted in eval mode, then trained on in train mode (the hook's module says why).
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_autocast):
+                    images = perturb(model, images, labels, epoch - 1 + step / steps_per_epoch)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             # The plain path has no autocast or scaler wrappers: at Nielsen's mini-batch of 10 the
@@ -282,6 +290,7 @@ def train(
         train_seconds = time.perf_counter() - epoch_started
         validation_loss, validation_accuracy = evaluate(model, validation_data, settings.eval_batch_size, settings.loss)
         _, test_accuracy = evaluate(model, test_data, settings.eval_batch_size, settings.loss)
+        robust_accuracy = adversarial.robust_accuracy(model, test_data, settings)
         if scheduler is not None and settings.schedule == "halve_on_plateau":
             scheduler.step(validation_accuracy)
         elif scheduler is not None and settings.schedule != "onecycle":
@@ -297,6 +306,7 @@ def train(
             seconds=time.perf_counter() - epoch_started,
             images_per_second=seen / max(train_seconds, 1e-9),
             ended_at=time.time(),
+            robust_accuracy=robust_accuracy,
         )
         state.history.append(metrics)
         improved = validation_accuracy > state.best_validation_accuracy

@@ -24,6 +24,11 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adam
 SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle", "halve_on_plateau")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LOSSES = ("log_likelihood",)
+# Adversarial training (core.training.adversarial): none, FGSM with a random start (Wong, Rice &
+# Kolter 2020, "Fast is better than free") or PGD (Madry et al. 2018).
+ADVERSARIAL = ("none", "fgsm", "pgd")
+# The test set has 10,000 images; robust accuracy is measured on at most all of them.
+TEST_IMAGES = 10_000
 # torch.Generator().manual_seed takes any integer in [-2**63, 2**64 - 1] and the form's number
 # widget holds integers up to 2**53 - 1 (JavaScript's safe range); 2**31 - 1 fits both, and a
 # signed 32-bit integer anywhere else a learner may copy the seed to (numpy.random.seed < 2**32).
@@ -81,6 +86,13 @@ class TrainSettings:
     eval_batch_size: int = setting(2000, Bound(1, TRAIN_IMAGES))  # images per batch when measuring accuracy (no gradients)
     checkpoint_every_epoch: bool = setting(True)  # keep one checkpoint per epoch when the net is small (≤ 2M parameters)
     loss: str = setting("log_likelihood", choices=LOSSES)  # the output layer's cost: softmax + log-likelihood, as in the book
+    adversarial: str = setting("none", choices=ADVERSARIAL)  # train on attacked images: "fgsm" (random start, Wong 2020) or "pgd" (Madry 2018)
+    adversarial_epsilon: float = setting(0.3, Bound(0.0, 1.0))  # L∞ size of the attack trained against (and measured); Madry's MNIST: 0.3
+    adversarial_steps: int = setting(10, Bound(1, 1000))  # "pgd": gradient steps per training batch (Madry's MNIST: 40)
+    adversarial_step_size: float = setting(0.0, Bound(0.0, 1.0))  # 0 = automatic: 1.25 ε for fgsm (Wong 2020), 2.5 ε / steps for pgd (Madry)
+    adversarial_warmup_epochs: float = setting(0.0, Bound(0.0, 10_000.0))  # ε ramps linearly from 0 over these epochs (0 = full ε at once)
+    robust_eval_images: int = setting(0, Bound(0, TEST_IMAGES))  # after each epoch, PGD accuracy on the first N test images (0 = none)
+    robust_eval_steps: int = setting(10, Bound(1, 1000))  # PGD steps of that measurement (step 2.5 ε / steps, random start)
 
     def validate(self) -> "TrainSettings":
         """Raise SettingsError for a value of the wrong type or outside its field's bound or choices; return self."""
@@ -94,6 +106,9 @@ class TrainSettings:
                 _check_choice(name, value, choices)
             if bound is not None and (problem := bound.problem(value)) is not None:
                 raise SettingsError("settings.out_of_range", name, setting=name, value=shown(value), problem=problem)
+        # An attack of size 0 changes nothing: training against it, or measuring it, would only cost time.
+        if (self.adversarial != "none" or self.robust_eval_images) and self.adversarial_epsilon == 0:
+            raise SettingsError("settings.adversarial_without_epsilon", "adversarial_epsilon", setting="adversarial_epsilon")
         return self
 
     def to_dict(self) -> dict[str, Any]:

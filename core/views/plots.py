@@ -110,7 +110,7 @@ def _draw_failed_box(figure: go.Figure, position: int, name: str, stagger: bool)
 
 # ----------------------------------------------------------------------------- training curves (Train and Runs pages)
 
-TRAIN_COLOR, VALIDATION_COLOR = "#1f77b4", "#d62728"
+TRAIN_COLOR, VALIDATION_COLOR, ROBUST_COLOR = "#1f77b4", "#d62728", "#2ca02c"
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 
 
@@ -133,7 +133,7 @@ def _curve_layout(figure: go.Figure, language: str, epochs: int) -> go.Figure:
 def _trace(metrics: list[dict], name: str, label: str, color: str, dash: str, group: str, legend: bool, scale: float = 1.0):
     return go.Scatter(
         x=[row["epoch"] for row in metrics],
-        y=[None if row[name] is None else row[name] * scale for row in metrics],
+        y=[None if row.get(name) is None else row[name] * scale for row in metrics],
         name=label,
         mode="lines+markers",
         line=dict(color=color, dash=dash),
@@ -146,7 +146,9 @@ def training_curves(metrics: list[dict], language: str = "en") -> go.Figure:
     """Loss (left) and accuracy in percent (right) per epoch, training dashed and validation solid.
 
     `metrics` is the run store's list of per-epoch dicts (epoch, train_loss, validation_loss,
-    train_accuracy, validation_accuracy in [0, 1], ...).
+    train_accuracy, validation_accuracy in [0, 1], ...). A run that measured robust accuracy
+    (`robust_accuracy`, adversarial training's PGD figure) gets it as a third, dotted curve
+    beside the accuracies, so clean and robust accuracy read off one panel.
     """
     panels = (translate(language, "train.plot.loss"), translate(language, "train.plot.accuracy"))
     figure = make_subplots(rows=1, cols=2, subplot_titles=panels, horizontal_spacing=0.16)  # room for the right panel's axis title
@@ -157,6 +159,9 @@ def training_curves(metrics: list[dict], language: str = "en") -> go.Figure:
         figure.add_trace(
             _trace(metrics, f"validation_{quantity}", validation_label, VALIDATION_COLOR, "solid", "validation", legend, scale), 1, column
         )
+    if any(row.get("robust_accuracy") is not None for row in metrics):
+        robust_label = translate(language, "train.plot.robust")
+        figure.add_trace(_trace(metrics, "robust_accuracy", robust_label, ROBUST_COLOR, "dot", "robust", True, 100.0), 1, 2)
     figure = _curve_layout(figure, language, len(metrics))
     if not metrics:
         figure.add_annotation(text=translate(language, "train.plot.waiting"), showarrow=False, xref="paper", yref="paper", x=0.5, y=1.12)

@@ -148,6 +148,20 @@ def percent(fraction: float | None) -> str:
     return "–" if fraction is None else f"{fraction * 100:.2f}%"
 
 
+def robust_figure(run: Run) -> dict | None:
+    """The last recorded robust accuracy with what measured it (accuracy, epsilon, steps, images), or None when the run measured none."""
+    measured = [row for row in run.metrics if row.get("robust_accuracy") is not None]
+    if not measured:
+        return None
+    settings = run.settings
+    return {
+        "accuracy": measured[-1]["robust_accuracy"],
+        "epsilon": settings.get("adversarial_epsilon"),
+        "steps": settings.get("robust_eval_steps"),
+        "images": settings.get("robust_eval_images"),
+    }
+
+
 def run_seconds(run: Run, now: float | None = None) -> float:
     """Training time so far: the finished epochs' time, or the wall time since a running run started."""
     if run.status == "running" and run.started_at:

@@ -97,6 +97,11 @@ def _uses(field_name: str, *choices: str) -> Callable[[dict], bool]:
     return lambda values: values.get(field_name) in choices
 
 
+def _attacks(values: dict) -> bool:
+    """Whether the run attacks at all: to train on attacked images, or to measure robust accuracy."""
+    return values.get("adversarial", "none") != "none" or values.get("robust_eval_images", 0) > 0
+
+
 # Which setting sits in which section, in the order the page shows them, with its widget step.
 SECTIONS: dict[str, tuple[FormField, ...]] = {
     "data": (FormField("dataset"), FormField("full_train"), FormField("epochs", 1), FormField("batch_size", 1)),
@@ -122,6 +127,16 @@ SECTIONS: dict[str, tuple[FormField, ...]] = {
         FormField("skew", 0.05),
         FormField("elastic_alpha", 1.0),
         FormField("elastic_sigma", 0.5, applies=lambda values: values.get("elastic_alpha", 0) > 0),
+    ),
+    # The switches come first: a field's `applies` reads the values of the widgets drawn above it in the same rerun.
+    "adversarial": (
+        FormField("adversarial"),
+        FormField("robust_eval_images", 100),
+        FormField("adversarial_epsilon", 0.05, applies=_attacks),
+        FormField("adversarial_steps", 1, applies=_uses("adversarial", "pgd")),
+        FormField("adversarial_step_size", 0.01, applies=_uses("adversarial", "fgsm", "pgd")),
+        FormField("adversarial_warmup_epochs", 0.5, applies=_uses("adversarial", "fgsm", "pgd")),
+        FormField("robust_eval_steps", 1, applies=lambda values: values.get("robust_eval_images", 0) > 0),
     ),
     "stopping": (FormField("early_stopping_patience", 1),),
     "advanced": (
