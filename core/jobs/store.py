@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL DEFAULT '',
     owner TEXT NOT NULL DEFAULT '',
+    owner_key_hash TEXT,             -- SHA-256 of the owner's browser key (core.jobs.access); NULL: made before classroom mode
     dataset TEXT NOT NULL,
     spec TEXT NOT NULL,              -- the network spec as JSON
     settings TEXT NOT NULL,          -- TrainSettings as JSON
@@ -91,8 +92,9 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status)
 
 # The schema version stored in the database header (`PRAGMA user_version`). Databases made
 # before versions were stored read 0; version 1 added resume_requested and metrics.ended_at;
-# version 2 keeps a run's message as a code and parameters (message_code, message_params).
-SCHEMA_VERSION = 2
+# version 2 keeps a run's message as a code and parameters (message_code, message_params);
+# version 3 records who may act on a run (owner_key_hash; older runs keep NULL, owned by nobody but the teacher and admin).
+SCHEMA_VERSION = 3
 # How long a write waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_SECONDS = 30
 # SQLite's rowids are signed 64-bit integers; a larger id can name no run.
@@ -109,6 +111,10 @@ class RunStillRunning(LayerLabError, ValueError):
 
 class RunNotResumable(LayerLabError, ValueError):
     """The run cannot be resumed (or run here): its status does not allow it, or it has no saved state."""
+
+
+class QueueFull(LayerLabError, ValueError):
+    """The owner already has as many queued runs as one owner may; one must start (or be cancelled) first."""
 
 
 class StorageError(LayerLabError):
@@ -148,6 +154,7 @@ class Run:
     best_validation_accuracy: float | None
     test_accuracy: float | None
     seconds: float
+    owner_key_hash: str | None = None  # who may act on it (core.jobs.access); None for runs made before classroom mode
     message_code: str | None = None  # None for a message stored as text only (older rows, plain notes)
     message_params: dict = field(default_factory=dict)
     metrics: list[dict] = field(default_factory=list)
@@ -226,13 +233,26 @@ class RunStore:
     # ------------------------------------------------------------------ runs
 
     def create(
-        self, spec: dict, settings: dict, *, name: str = "", owner: str = "", status: str = "queued", parameters: int = 0
+        self, spec: dict, settings: dict, *, name: str = "", owner: str = "", status: str = "queued", parameters: int = 0,
+        owner_key_hash: str | None = None, queued_cap: int | None = None,
     ) -> int:
+        """Insert a run; returns its id. With `queued_cap`, raise QueueFull when the key's owner already has that many queued.
+
+        The count and the insert share one write transaction, so two quick submissions cannot both slip under the cap.
+        """  # fmt: skip
         with self._transaction() as connection:
+            if queued_cap is not None and owner_key_hash is not None:
+                queued = connection.execute(
+                    "SELECT COUNT(*) FROM runs WHERE status = 'queued' AND owner_key_hash = ?", (owner_key_hash,)
+                ).fetchone()[0]
+                if queued >= queued_cap:
+                    raise QueueFull("queue.owner_full", count=queued, limit=queued_cap)
             cursor = connection.execute(
-                "INSERT INTO runs (name, owner, dataset, spec, settings, status, parameters, created_at) VALUES (?,?,?,?,?,?,?,?)",
-                (name, owner, settings.get("dataset", "mnist"), json.dumps(spec), json.dumps(settings), status, parameters, time.time()),
-            )
+                "INSERT INTO runs (name, owner, owner_key_hash, dataset, spec, settings, status, parameters, created_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (name, owner, owner_key_hash, settings.get("dataset", "mnist"), json.dumps(spec), json.dumps(settings), status, parameters,
+                 time.time()),
+            )  # fmt: skip
             run_id = int(cursor.lastrowid)
         with self._storage_errors():
             self.run_directory(run_id).mkdir(parents=True, exist_ok=True)
@@ -375,6 +395,7 @@ ADDED_COLUMNS = (
     (1, "metrics", "ended_at", "REAL"),
     (2, "runs", "message_code", "TEXT"),
     (2, "runs", "message_params", "TEXT"),
+    (3, "runs", "owner_key_hash", "TEXT"),
 )
 
 
