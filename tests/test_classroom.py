@@ -237,6 +237,9 @@ def test_cli_as_owner_obeys_the_browser_rules_and_delete_works(store):
     assert store.list() == []
     missing = cli("delete", str(b_run))
     assert missing.returncode == 2 and f"There is no run {b_run}" in missing.stderr
+    resumable = resumable_run(store, KEY_A)
+    assert cli("resume", str(resumable), "--as-owner", KEY_B).returncode == 2
+    assert store.get(resumable, with_metrics=False).status == "interrupted"
     malformed = cli("cancel", str(a_run), "--as-owner", "guess")
     assert malformed.returncode == 2 and "--as-owner needs an owner key" in malformed.stderr
 
@@ -268,3 +271,13 @@ def test_run_names_in_chart_legends_are_escaped_for_plotly():
     point = type("Point", (), {"name": "#1 <img src=x onerror=alert(1)>", "method": "fgsm", "epsilon": 0.1, "accuracy": 0.5})
     figure = attack_plots.robustness_curve([point], {"fgsm": "FGSM"}, "ε", "accuracy")
     assert figure.data[0].name == "#1 &lt;img src=x onerror=alert(1)&gt; · FGSM"
+
+
+def test_cli_train_as_owner_is_held_to_the_queue_cap(store, monkeypatch):
+    monkeypatch.delenv("LAYERLAB_MAX_QUEUED_PER_OWNER", raising=False)
+    for _ in range(2):
+        run_of(store, KEY_A)
+    refused = cli("train", "--preset", "logistic-regression", "--background", "--as-owner", KEY_A, "--json")
+    assert refused.returncode == 2
+    assert json.loads(refused.stdout.splitlines()[-1])["error"] == render("queue.owner_full", {"count": 2, "limit": 2})
+    assert len(store.list()) == 2
