@@ -175,9 +175,15 @@ def test_the_cap_refuses_a_third_queued_run_but_not_the_teacher_or_admin(store, 
     for _ in range(3):
         service.submit(LOGISTIC, settings, actor=TEACHER)
         service.submit(LOGISTIC, settings)  # the admin
+    # A resume joins the queue too: held to the cap for the student, not for the teacher.
+    stopped = resumable_run(store, KEY_A)
+    with pytest.raises(QueueFull):
+        service.resume(stopped, actor=STUDENT_A)
+    assert store.get(stopped, with_metrics=False).status == "interrupted"
     monkeypatch.setenv("LAYERLAB_MAX_QUEUED_PER_OWNER", "3")
     service.submit(LOGISTIC, settings, actor=STUDENT_A)
-    assert len([run for run in store.list(status="queued") if run.owner_key_hash == STUDENT_A.key_hash]) == 3
+    service.resume(stopped, actor=TEACHER)
+    assert len([run for run in store.list(status="queued") if run.owner_key_hash == STUDENT_A.key_hash]) == 4
 
 
 # ----------------------------------------------------------------------------- the teacher

@@ -109,15 +109,17 @@ class JobService:
         return "cancelling" if status == "running" else status
 
     def resume(self, run_id: int, actor: Actor = ADMIN) -> None:
-        """Queue an interrupted, cancelled or failed run to continue after its last finished epoch."""
+        """Queue an interrupted, cancelled or failed run to continue after its last finished epoch (QueueFull past a student's cap)."""
         run = self._checked(run_id, actor)
         if run.status not in ("interrupted", "cancelled", "failed"):
             raise RunNotResumable("resume.wrong_status", run=run_id, status=run.status)
         if not self.store.resume_state_path(run_id).is_file():
             raise RunNotResumable("resume.no_state", run=run_id)
-        self.store.transition(
-            run_id, ("interrupted", "cancelled", "failed"), status="queued", resume_requested=1, cancel_requested=0, message=""
-        )
+        # A student's resume joins the queue like a submission, so it counts against the same cap (QueueFull).
+        self.store.requeue(
+            run_id, ("interrupted", "cancelled", "failed"), queued_cap=None if actor.oversees else max_queued_per_owner(),
+            resume_requested=1, cancel_requested=0, message="",
+        )  # fmt: skip
 
     def delete(self, run_id: int, actor: Actor = ADMIN) -> None:
         """Delete a run that is not running, with its metrics and files (RunStillRunning while it runs)."""

@@ -242,11 +242,7 @@ class RunStore:
         """  # fmt: skip
         with self._transaction() as connection:
             if queued_cap is not None and owner_key_hash is not None:
-                queued = connection.execute(
-                    "SELECT COUNT(*) FROM runs WHERE status = 'queued' AND owner_key_hash = ?", (owner_key_hash,)
-                ).fetchone()[0]
-                if queued >= queued_cap:
-                    raise QueueFull("queue.owner_full", count=queued, limit=queued_cap)
+                _check_queue_cap(connection, owner_key_hash, queued_cap)
             cursor = connection.execute(
                 "INSERT INTO runs (name, owner, owner_key_hash, dataset, spec, settings, status, parameters, created_at) "
                 "VALUES (?,?,?,?,?,?,?,?,?)",
@@ -257,6 +253,20 @@ class RunStore:
         with self._storage_errors():
             self.run_directory(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
+
+    def requeue(self, run_id: int, from_statuses: tuple[str, ...], queued_cap: int | None = None, **values: Any) -> bool:
+        """`transition` to `queued`, refused with QueueFull when the run's owner already has `queued_cap` queued (one transaction)."""
+        encoded = _encoded({"status": "queued", **values})
+        columns = ", ".join(f"{name} = ?" for name in encoded)
+        marks = ",".join("?" for _ in from_statuses)
+        with self._transaction() as connection:
+            row = connection.execute("SELECT owner_key_hash FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if queued_cap is not None and row is not None and row[0] is not None:
+                _check_queue_cap(connection, row[0], queued_cap)
+            cursor = connection.execute(
+                f"UPDATE runs SET {columns} WHERE id = ? AND status IN ({marks})", (*encoded.values(), run_id, *from_statuses)
+            )
+            return cursor.rowcount == 1
 
     def get(self, run_id: int, with_metrics: bool = True) -> Run:
         if not _possible_id(run_id):
@@ -443,6 +453,13 @@ def _migrate(connection: sqlite3.Connection) -> None:
     except BaseException:
         _roll_back(connection)
         raise
+
+
+def _check_queue_cap(connection: sqlite3.Connection, owner_key_hash: str, queued_cap: int) -> None:
+    """Raise QueueFull when the owner with this key hash already has `queued_cap` runs queued."""
+    queued = connection.execute("SELECT COUNT(*) FROM runs WHERE status = 'queued' AND owner_key_hash = ?", (owner_key_hash,)).fetchone()[0]
+    if queued >= queued_cap:
+        raise QueueFull("queue.owner_full", count=queued, limit=queued_cap)
 
 
 def _roll_back(connection: sqlite3.Connection) -> None:
