@@ -218,12 +218,15 @@ def command_runs_show(arguments: argparse.Namespace) -> None:
     service = JobService(RunStore())
     run = service.run(arguments.id)  # A run whose worker is gone reads `interrupted`, not a stale `running`.
     queue_position = service.queue_position(run.id) if run.status == "queued" else None
+    wait = _estimated_wait(service, queue_position) if queue_position is not None else None
     lines = [
         f"Run {run.id} — {run.name or 'unnamed'} ({run.status}) owner {run.owner or '—'}, {run.dataset}, {run.device or 'not started'}",
         f"Network: {vocabulary.summarize_network(run.spec)}",
     ]
     if queue_position is not None:
         lines.append(f"Queue position: {queue_position} (1 starts next).")
+        if wait is not None:
+            lines.append(f"Expected to start in about {round(wait)} s, when a running run ends (from their progress).")
     if run.message:
         lines.append(run.message_in(_language(arguments)))
     for metrics in run.metrics:
@@ -232,7 +235,14 @@ def command_runs_show(arguments: argparse.Namespace) -> None:
             f"validation loss {metrics['validation_loss']:.4f} acc {metrics['validation_accuracy']:.4f} | "
             f"test acc {metrics['test_accuracy']:.4f} | lr {metrics['learning_rate']:.4g} | {metrics['seconds']:.1f} s"
         )
-    _emit(arguments, "\n".join(lines), run.to_dict() | {"queue_position": queue_position})
+    _emit(arguments, "\n".join(lines), run.to_dict() | {"queue_position": queue_position, "estimated_start_seconds": wait})
+
+
+def _estimated_wait(service: JobService, position: int) -> float | None:
+    """Seconds until the queued run at `position` should start, from the running runs' ETAs (`run_views.estimated_wait`)."""
+    from core.views import run_views  # no torch; only a queued run's `runs show` needs it
+
+    return run_views.estimated_wait([service.run(run.id) for run in service.runs() if run.status == "running"], position)
 
 
 def command_eval(arguments: argparse.Namespace) -> None:

@@ -287,3 +287,22 @@ def test_cli_train_as_owner_is_held_to_the_queue_cap(store, monkeypatch):
     assert refused.returncode == 2
     assert json.loads(refused.stdout.splitlines()[-1])["error"] == render("queue.owner_full", {"count": 2, "limit": 2})
     assert len(store.list()) == 2
+
+
+def test_cli_runs_show_gives_the_fair_position_and_the_estimated_start(store):
+    import time
+
+    from core.views import run_views
+
+    now = time.time()
+    running = store.create(LOGISTIC, {"batch_size": 10, "epochs": 1}, status="running", owner_key_hash=access.key_hash(KEY_A))
+    # This process stands in for its worker (alive, started after the run), so no reader ends the run as lost.
+    store.update(running, worker_pid=os.getpid(), started_at=now, heartbeat_at=now, progress={
+        "epoch": 1, "epochs": 1, "step": 50, "steps_per_epoch": 100, "global_step": 50, "loss": 0.5, "images_per_second": 1000.0})  # fmt: skip
+    a_queued, b_queued = run_of(store, KEY_A), run_of(store, KEY_B)
+    shown = cli("runs", "show", str(b_queued), "--json")
+    assert shown.returncode == 0, shown.stderr
+    payload = json.loads(shown.stdout.splitlines()[-1])
+    assert payload["queue_position"] == 1  # A has a run going, so B's first queued run goes before A's second
+    assert payload["estimated_start_seconds"] == pytest.approx(run_views.progress_view(store.get(running)).eta_seconds, abs=1e-6)
+    assert json.loads(cli("runs", "show", str(a_queued), "--json").stdout.splitlines()[-1])["estimated_start_seconds"] is None
