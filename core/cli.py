@@ -5,8 +5,13 @@ prints is one JSON object, and `--lang ko` (or LAYERLAB_LANG=ko) prints error li
 messages in Korean, so scripts and tests can read the result. Bad input, a missing
 run, missing data or unusable storage ends with a one-line error and exit status 2, never a
 traceback; output cut short by a closed pipe (`| head`) ends quietly. Commands that need no
-tensors (`runs`, `cancel`, `resume`, `presets`) never import torch, so they answer at once;
+tensors (`runs`, `cancel`, `resume`, `delete`, `presets`) never import torch, so they answer at once;
 the others import it inside their handler.
+
+The CLI acts as the server's administrator: it may cancel, resume and delete every run.
+With `--as-owner KEY` (a browser's owner key, from its `?key=` link) `train`, `cancel`,
+`resume` and `delete` act as that browser instead and obey the same rules (`core.jobs.access`):
+a refused action prints why and exits with status 2.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from core.data.bounds import shown
 from core.errors import LANGUAGES, LayerLabError, counted, language_or_default, render_any
+from core.jobs import access
 from core.jobs.service import JobService
 from core.jobs.store import RunStore
 from core.model import vocabulary
@@ -50,6 +56,16 @@ def _read_json(path: str) -> Any:
         raise CommandError("cli.not_text", path=path) from None
     except json.JSONDecodeError as error:
         raise CommandError("cli.not_json", detail=error.msg, path=path, line=error.lineno, column=error.colno) from None
+
+
+def _actor(arguments: argparse.Namespace) -> access.Actor:
+    """The administrator, or with `--as-owner KEY` the browser whose key that is."""
+    key = getattr(arguments, "as_owner", None)
+    if key is None:
+        return access.ADMIN
+    if not access.valid_key(key):
+        raise CommandError("cli.bad_owner_key")
+    return access.Actor.for_key(key)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -165,7 +181,7 @@ def command_train(arguments: argparse.Namespace) -> None:
     network, settings, name = _network_and_settings(arguments)
     store = RunStore()
     service = JobService(store)
-    run_id = service.submit(network, settings, owner=arguments.owner, name=name)
+    run_id = service.submit(network, settings, owner=arguments.owner, name=name, actor=_actor(arguments))
     if arguments.background:
         service.ensure_scheduler()
         _emit(arguments, f"Run {run_id} queued. Follow it with `python -m core runs show {run_id}`.", {"run_id": run_id, "status": "queued"})
@@ -204,12 +220,15 @@ def command_runs_show(arguments: argparse.Namespace) -> None:
     service = JobService(RunStore())
     run = service.run(arguments.id)  # A run whose worker is gone reads `interrupted`, not a stale `running`.
     queue_position = service.queue_position(run.id) if run.status == "queued" else None
+    wait = _estimated_wait(service, queue_position) if queue_position is not None else None
     lines = [
         f"Run {run.id} — {run.name or 'unnamed'} ({run.status}) owner {run.owner or '—'}, {run.dataset}, {run.device or 'not started'}",
         f"Network: {vocabulary.summarize_network(run.spec)}",
     ]
     if queue_position is not None:
         lines.append(f"Queue position: {queue_position} (1 starts next).")
+        if wait is not None:
+            lines.append(f"Expected to start in about {round(wait)} s, when a running run ends (from their progress).")
     if run.message:
         lines.append(run.message_in(_language(arguments)))
     for metrics in run.metrics:
@@ -218,7 +237,14 @@ def command_runs_show(arguments: argparse.Namespace) -> None:
             f"validation loss {metrics['validation_loss']:.4f} acc {metrics['validation_accuracy']:.4f} | "
             f"test acc {metrics['test_accuracy']:.4f} | lr {metrics['learning_rate']:.4g} | {metrics['seconds']:.1f} s"
         )
-    _emit(arguments, "\n".join(lines), run.to_dict() | {"queue_position": queue_position})
+    _emit(arguments, "\n".join(lines), run.to_dict() | {"queue_position": queue_position, "estimated_start_seconds": wait})
+
+
+def _estimated_wait(service: JobService, position: int) -> float | None:
+    """Seconds until the queued run at `position` should start, from the running runs' ETAs (`run_views.estimated_wait`)."""
+    from core.views import run_views  # no torch; only a queued run's `runs show` needs it
+
+    return run_views.estimated_wait([service.run(run.id) for run in service.runs() if run.status == "running"], position)
 
 
 def command_eval(arguments: argparse.Namespace) -> None:
@@ -405,13 +431,18 @@ def _read_image_bytes(file: str) -> bytes:
 
 
 def command_cancel(arguments: argparse.Namespace) -> None:
-    status = JobService(RunStore()).cancel(arguments.id)
+    status = JobService(RunStore()).cancel(arguments.id, actor=_actor(arguments))
     _emit(arguments, f"Run {arguments.id}: {status}.", {"run_id": arguments.id, "status": status})
+
+
+def command_delete(arguments: argparse.Namespace) -> None:
+    JobService(RunStore()).delete(arguments.id, actor=_actor(arguments))
+    _emit(arguments, f"Run {arguments.id} deleted, with its metrics and files.", {"run_id": arguments.id, "deleted": True})
 
 
 def command_resume(arguments: argparse.Namespace) -> None:
     service = JobService(RunStore())
-    service.resume(arguments.id)
+    service.resume(arguments.id, actor=_actor(arguments))
     service.ensure_scheduler()
     _emit(arguments, f"Run {arguments.id} queued to resume from its last finished epoch.", {"run_id": arguments.id, "status": "queued"})
 
@@ -432,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--lang", choices=sorted(LANGUAGES), help="the language of error lines and run messages (default: $LAYERLAB_LANG, else en)"
     )
+    as_owner = argparse.ArgumentParser(add_help=False)
+    as_owner.add_argument(
+        "--as-owner", metavar="KEY", help="act as the browser with this owner key (its ?key= link) instead of as the administrator"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     data_parser = commands.add_parser("data", help="fetch and verify datasets").add_subparsers(dest="action", required=True)
@@ -446,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
     validate.set_defaults(handler=command_validate)
 
-    train = commands.add_parser("train", parents=[common], help="train a network (in the foreground unless --background)")
+    train = commands.add_parser("train", parents=[common, as_owner], help="train a network (in the foreground unless --background)")
     train.add_argument("--preset")
     train.add_argument("--spec", help="a JSON file: a layer list, a spec, or a preset-style {network, settings}")
     train.add_argument("--epochs", type=int)
@@ -512,11 +547,15 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     attack.set_defaults(handler=command_attack)
 
-    cancel = commands.add_parser("cancel", parents=[common], help="cancel a queued or running run")
+    cancel = commands.add_parser("cancel", parents=[common, as_owner], help="cancel a queued or running run")
     cancel.add_argument("id", type=int)
     cancel.set_defaults(handler=command_cancel)
 
-    resume = commands.add_parser("resume", parents=[common], help="resume an interrupted or cancelled run from its last epoch")
+    delete = commands.add_parser("delete", parents=[common, as_owner], help="delete a run that is not running, with its metrics and files")
+    delete.add_argument("id", type=int)
+    delete.set_defaults(handler=command_delete)
+
+    resume = commands.add_parser("resume", parents=[common, as_owner], help="resume an interrupted or cancelled run from its last epoch")
     resume.add_argument("id", type=int)
     resume.set_defaults(handler=command_resume)
 

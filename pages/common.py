@@ -5,7 +5,10 @@ holds the few Streamlit-specific helpers they all need.
 
 Session-state keys (one place to look them up):
 - "language": "en" or "ko" (also in the URL as ?lang=)
-- "owner": the name runs are started under (also in the URL as ?owner=)
+- "owner": the name runs are started under (also in the URL as ?owner=), sanitised by `access.display_name`
+- "owner_key": this browser's owner key (also in the URL as ?key=; runs store its hash, see core/jobs/access.py);
+  made on the first visit, when "owner_key_new" asks the sidebar to show the "keep this link" notice until it is closed
+- "teacher": True once this session gave the teacher passcode (LAYERLAB_TEACHER_PASSCODE)
 - "selected_run": id of the run the sidebar shows, or None (also in the URL as ?run=)
 - "network": the spec being built on the Build page (a dict, see core/spec.py); on a session's
   first run it comes from a shared link (?net=, see core/builder_state.py) or DEFAULT_PRESET
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.jobs import access
 from core.jobs.service import JobService
 from core.jobs.store import RunStore
 from core.training import device as devices
@@ -83,6 +87,22 @@ def service() -> JobService:
 
 
 @st.cache_resource
+def teacher_gate() -> access.TeacherGate:
+    """The teacher passcode check, one per server process, so its rate limit holds across every browser."""
+    return access.TeacherGate(access.configured_passcode())
+
+
+def actor() -> access.Actor:
+    """Who this browser is to the job service: its owner key, and whether it gave the teacher passcode."""
+    return access.Actor.for_key(st.session_state.owner_key, teacher=bool(st.session_state.get("teacher")) and teacher_gate().enabled)
+
+
+def plain(text: str) -> str:
+    """A name someone typed, escaped for st.markdown, st.caption and st.subheader: it shows as typed, never as Markdown or HTML."""
+    return access.markdown_literal(text)
+
+
+@st.cache_resource
 def device_label() -> i18n.Message:
     return devices.describe_message(devices.pick_device())
 
@@ -103,8 +123,11 @@ def init_state() -> None:
         locale = (getattr(st.context, "locale", None) or "").lower()
         st.session_state.language = from_url if from_url in i18n.LANGUAGES else ("ko" if locale.startswith("ko") else "en")
     if "owner" not in st.session_state:
-        owner = st.query_params.get("owner", draft.get("owner", ""))
-        st.session_state.owner = owner.strip()[:40] if isinstance(owner, str) else ""
+        st.session_state.owner = access.display_name(st.query_params.get("owner", draft.get("owner", "")))
+    if "owner_key" not in st.session_state:
+        key = st.query_params.get("key", "")
+        st.session_state.owner_key = key if access.valid_key(key) else access.new_key()
+        st.session_state.owner_key_new = not access.valid_key(key)
     if "selected_run" not in st.session_state:
         st.session_state.selected_run = run_from_url(st.query_params.get("run", ""))
     if "network" not in st.session_state:
@@ -112,13 +135,13 @@ def init_state() -> None:
 
 
 def keep_in_url() -> None:
-    """Put language, name, draft key and selected run in the address on every page.
+    """Put language, name, owner key, draft key and selected run in the address on every page.
 
     Streamlit drops the query string when the navigation switches pages, so a refresh on the
     second page would otherwise start a new session in the browser's language with no name
     and no draft. Each value is written only when it differs, since every write goes to the browser.
     """
-    wanted = {"lang": language(), "draft": st.session_state.draft_key, "owner": st.session_state.owner}
+    wanted = {"lang": language(), "draft": st.session_state.draft_key, "owner": st.session_state.owner, "key": st.session_state.owner_key}
     if st.session_state.get("selected_run"):
         wanted["run"] = str(st.session_state.selected_run)
     for name, value in wanted.items():
@@ -242,13 +265,53 @@ def sidebar() -> None:
         )
         if not owner.strip():
             st.caption(t("sidebar.owner_prompt"))
-        if owner != st.session_state.owner:
+        if access.display_name(owner) != st.session_state.owner:
             # The page's keep_in_url puts it in the address: a query-string write made here, between
             # st.navigation and the page, does not reach the browser's address bar.
-            st.session_state.owner = owner.strip()
+            st.session_state.owner = access.display_name(owner)
+        if st.session_state.get("owner_key_new"):  # until closed: a first visit's first click must not hide it
+            st.info(t("sidebar.key_notice"), icon=":material/bookmark:")
+            st.button(t("sidebar.key_notice_ok"), key="key_notice_ok", on_click=_keep_link_noted)
+        teacher_box()
         run_id = st.session_state.selected_run
         st.caption(f"{t('sidebar.selected_run')}: #{run_id}" if run_id else t("sidebar.no_run"))
         st.caption(t("sidebar.device", device=device_label().render(language())))
         # An invisible chart: the browser loads Plotly's JavaScript (~3.5 MB, about 2 s to parse on a
         # slow classroom machine) while the first page is read, so the charts on the next page draw at once.
         st.plotly_chart(plots.blank(), config={"staticPlot": True, "displayModeBar": False}, key="plotly_preload")
+
+
+def _keep_link_noted() -> None:
+    st.session_state.owner_key_new = False
+
+
+def _enter_teacher() -> None:
+    """Button callback: the passcode typed, checked by the server's rate-limited gate."""
+    guess = st.session_state.pop("teacher_passcode", "")
+    try:
+        st.session_state.teacher = teacher_gate().check(guess)
+        st.session_state.teacher_error = None if st.session_state.teacher else "sidebar.teacher_wrong"
+    except access.TeacherLocked as error:
+        st.session_state.teacher_error = error
+
+
+def _leave_teacher() -> None:
+    st.session_state.teacher = False
+
+
+def teacher_box() -> None:
+    """The sidebar's Teacher box: a passcode that lets this session see and act on every run. Absent without a passcode."""
+    if not teacher_gate().enabled:
+        return
+    with st.expander(t("sidebar.teacher"), icon=":material/school:", expanded=bool(st.session_state.get("teacher"))):
+        if st.session_state.get("teacher"):
+            st.caption(t("sidebar.teacher_on"))
+            st.button(t("sidebar.teacher_leave"), key="teacher_leave", on_click=_leave_teacher)
+            return
+        st.text_input(t("sidebar.teacher_passcode"), type="password", key="teacher_passcode")
+        st.button(t("sidebar.teacher_enter"), key="teacher_enter", on_click=_enter_teacher)
+        problem = st.session_state.get("teacher_error")
+        if isinstance(problem, access.TeacherLocked):
+            st.error(problem.render(language()))
+        elif problem:
+            st.error(t(problem))

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.views import inspection, run_views
 from pages import diagnostics_view, inspect_widgets
-from pages.common import language, require_frame, service, t
+from pages.common import language, plain, require_frame, service, t
 
 require_frame()
 
@@ -25,7 +25,7 @@ except inspection.ERRORS as error:
     st.warning(error.render(language()))
     st.stop()
 accuracy = run_views.percent(run.test_accuracy) if run.test_accuracy is not None else "–"
-st.caption(t("inspect.run_caption", id=run.id, name=run.name, network=run_views.network_summary(run.spec), accuracy=accuracy))
+st.caption(t("inspect.run_caption", id=run.id, name=plain(run.name), network=run_views.network_summary(run.spec), accuracy=accuracy))
 st.session_state.setdefault("inspect.view", inspect_widgets.VIEWS[0])
 view = st.segmented_control(
     t("inspect.view"), inspect_widgets.VIEWS, format_func=lambda name: t(f"inspect.view.{name}"), key="inspect.view", required=True,

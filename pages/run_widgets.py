@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.views import run_views
 from core.views.i18n import render_any
-from pages.common import language, service, t
+from pages.common import actor, language, service, t
 
 
 def outcome(run) -> None:
@@ -32,9 +32,19 @@ def figures(run, per_row: int = 4) -> None:
 def resume(run) -> bool:
     """Queue `run` to go on after its last finished epoch; False, with the reason shown, when it cannot."""
     try:
-        service().resume(run.id)
-    except ValueError as error:  # e.g. its saved state is gone; the sentence says what to do instead
+        service().resume(run.id, actor=actor())
+    except ValueError as error:  # e.g. its saved state is gone, or it is not this browser's; the sentence says what to do
         st.error(render_any(error, language()))
         return False
     service().ensure_scheduler()
+    return True
+
+
+def cancel(run) -> bool:
+    """Cancel `run` as this browser; False, with the reason shown, when the service refuses (not this browser's run)."""
+    try:
+        service().cancel(run.id, actor=actor())
+    except ValueError as error:
+        st.error(render_any(error, language()))
+        return False
     return True

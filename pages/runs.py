@@ -9,7 +9,7 @@ from core.jobs import disk
 from core.views import exports, plots, run_views, train_form
 from core.views.i18n import render_any
 from pages import run_widgets
-from pages.common import language, require_frame, select_run, service, t
+from pages.common import actor, language, plain, require_frame, select_run, service, t
 
 require_frame()
 
@@ -46,10 +46,9 @@ def watch(run) -> None:
 def free_disk_space(run, column) -> None:
     """A confirm popover that prunes the run's checkpoints (see `disk.prune`) and says what it freed.
 
-    Only the run's owner sees it: a run started under another name is left as its owner keeps it.
-    (This is a courtesy in the page, not a guarantee; the server does not check who asks yet.)
+    Only those who may act on the run (its owner, the teacher) see it, and the service checks again.
     """
-    if st.session_state.owner != run.owner:
+    if not actor().may_act_on(run):
         return
     with column.popover(t("runs.prune"), icon="🧹", width="stretch", disabled=not run_views.prunable(run)):
         kept = disk.epochs_to_keep(run.epochs_done, run.best_epoch, disk.PRUNE_BUDGET)
@@ -58,9 +57,9 @@ def free_disk_space(run, column) -> None:
             st.write(t("runs.prune_state"))
         if st.button(t("runs.prune_for_good"), key="runs.prune_confirm", type="primary"):
             try:
-                freed = disk.prune(service().store, run.id, keep="views")
-            except disk.PruneRefused as error:  # it was resumed since the table was drawn
-                st.error(error.render(language()))
+                freed = service().free_disk(run.id, actor=actor(), keep="views")
+            except ValueError as error:  # resumed since the table was drawn, or not this browser's (AccessDenied)
+                st.error(render_any(error, language()))
                 return
             st.session_state["runs.pruned"] = {"id": run.id, "freed": freed}
             st.rerun()
@@ -91,7 +90,7 @@ def export_row(run) -> None:
 
 def details(run) -> None:
     """One run: its outcome and figures, buttons to reuse it, downloads, freeing disk space and delete."""
-    st.subheader(t("runs.run_title", id=run.id, name=run.name or run_views.network_summary(run.spec, language())))
+    st.subheader(t("runs.run_title", id=run.id, name=plain(run.name) if run.name else run_views.network_summary(run.spec, language())))
     pruned_message(run)
     run_widgets.outcome(run)
     if my_digits := run_views.my_digits_text(service().store, run, language()):
@@ -105,13 +104,14 @@ def details(run) -> None:
         open_settings(run)
     if actions[2].button(t("runs.watch"), key="runs.watch", icon="📈", width="stretch"):
         watch(run)
-    if run_views.resumable(run) and actions[3].button(t("common.resume"), key="runs.resume", icon="▶️", width="stretch"):
+    allowed = actor().may_act_on(run)  # the owner and the teacher; the service refuses anyone else anyway
+    if allowed and run_views.resumable(run) and actions[3].button(t("common.resume"), key="runs.resume", icon="▶️", width="stretch"):
         if not run_widgets.resume(run):
             return
         watch(run)
-    if run.status in ("queued", "running") and actions[3].button(t("train.cancel"), key="runs.cancel", icon="⏹️", width="stretch"):
-        service().cancel(run.id)
-        st.rerun()
+    if allowed and run.status in ("queued", "running") and actions[3].button(t("train.cancel"), key="runs.cancel", icon="⏹️", width="stretch"):
+        if run_widgets.cancel(run):
+            st.rerun()
     downloads = st.columns(4)
     downloads[0].download_button(
         t("runs.download_metrics"), run_views.metrics_csv(service().store.metrics(run.id)), run_views.download_name(run, "metrics", "csv"),
@@ -122,12 +122,18 @@ def details(run) -> None:
         "application/json", key="runs.download_network", on_click="ignore", icon="⬇️", width="stretch",
     )  # fmt: skip
     free_disk_space(run, downloads[2])
-    with downloads[3].popover(t("runs.delete"), icon="🗑️", width="stretch", disabled=run.status == "running"):
+    if allowed:
+        delete_button(run, downloads[3])
+
+
+def delete_button(run, column) -> None:
+    """A confirm popover that deletes the run; the service refuses it for anyone but its owner and the teacher."""
+    with column.popover(t("runs.delete"), icon="🗑️", width="stretch", disabled=run.status == "running"):
         st.write(t("runs.delete_confirm", id=run.id))
         if st.button(t("runs.delete_for_good"), key="runs.delete_confirm", type="primary"):
             try:
-                service().store.delete(run.id)
-            except ValueError as error:  # it started running since the table was drawn
+                service().delete(run.id, actor=actor())
+            except ValueError as error:  # it started running since the table was drawn, or it is not this browser's
                 st.error(render_any(error, language()))
                 return
             if st.session_state.selected_run == run.id:
@@ -140,8 +146,10 @@ title_column, refresh_column = st.columns([5, 1], vertical_alignment="bottom")
 title_column.title(t("runs.title"))
 refresh_column.button(t("runs.refresh"), key="runs.refresh", icon="🔄", width="stretch")
 scopes = ("mine", "everyone")
+# "Mine" first for a student who has runs; everyone's for the teacher, and for a new browser that has none yet.
+has_own = bool(run_views.owned_by(service().store.list(limit=500), actor().key_hash))
 scope = st.radio(
-    t("runs.show"), scopes, index=0 if st.session_state.owner else 1, format_func={s: t(f"runs.scope.{s}") for s in scopes}.get,
+    t("runs.show"), scopes, index=0 if has_own and not actor().teacher else 1, format_func={s: t(f"runs.scope.{s}") for s in scopes}.get,
     horizontal=True, key="runs.scope",
 )  # fmt: skip
 ACTIVE = ("queued", "running")
@@ -154,7 +162,7 @@ def runs_body(scope: str, polling: bool) -> None:
     if polling and not active:
         st.rerun()  # Once, so the page redraws without the timer.
     if scope == "mine":
-        runs = run_views.owned_by(runs, st.session_state.owner)
+        runs = run_views.owned_by(runs, actor().key_hash)
     if not runs:
         st.info(t("runs.empty"))
         st.page_link("pages/train.py", label=t("runs.go_train"), icon="📈")
@@ -171,7 +179,7 @@ def runs_body(scope: str, polling: bool) -> None:
     if not selected:
         st.caption(t("runs.select_hint"))
         return
-    series = [(f"#{run.id} {run.name}".strip(), service().store.metrics(run.id)) for run in selected]
+    series = [(run_views.legend_text(f"#{run.id} {run.name}".strip()), service().store.metrics(run.id)) for run in selected]
     if any(metrics for _, metrics in series):
         st.plotly_chart(plots.overlay_curves([item for item in series if item[1]], language()), key="runs.overlay")
     if len(selected) == 1:

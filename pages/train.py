@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from core.jobs.store import RunNotFound
+from core.jobs.store import QueueFull, RunNotFound
 from core.model.vocabulary import SpecError
 from core.training.presets import DEFAULT_PRESET
 from core.training.presets import get as get_preset
@@ -12,7 +12,7 @@ from core.training.settings import SettingsError
 from core.views.i18n import render_any
 from core.views import builder_state, plots, run_views, train_form
 from pages import run_widgets
-from pages.common import device_label, language, require_frame, save_draft, select_run, service, t
+from pages.common import actor, device_label, language, require_frame, save_draft, select_run, service, t
 
 require_frame()
 
@@ -116,7 +116,11 @@ def live_view(run_id: int, polling: bool) -> None:
         st.rerun()  # Once, so the page redraws without the one-second timer.
     st.subheader(t("train.run_title", id=run.id, status=t(f"common.status.{run.status}")))
     if run.status == "queued":
-        st.info(t("train.queued", position=service().queue_position(run.id) or 1))
+        position = service().queue_position(run.id) or 1
+        st.info(t("train.queued", position=position))
+        running = [service().store.get(other.id) for other in service().store.list(status="running")]
+        if (wait := run_views.estimated_wait(running, position)) is not None:
+            st.caption(t("train.queued_start", wait=run_views.format_duration(wait)))
     view = run_views.progress_view(run)
     if run.status == "running":
         # The time left is smoothed across the fragment's polls (see run_views.smooth_eta); the state lives in the session.
@@ -127,13 +131,16 @@ def live_view(run_id: int, polling: bool) -> None:
             speed=f"{view.images_per_second:,.0f}", eta=run_views.format_duration(eta and eta["eta"]),
         )  # fmt: skip
         st.progress(view.fraction if view else 0.0, text=text)
+    # Cancel and resume only for the run's owner and the teacher; the service refuses anyone else anyway.
+    allowed = actor().may_act_on(run)
     if run.status in ("queued", "running"):
         if run.cancel_requested:
             st.caption(t("train.cancelling"))
-        elif st.button(t("train.cancel"), key="train.cancel", icon="⏹️"):
-            service().cancel(run.id)
+        elif allowed and st.button(t("train.cancel"), key="train.cancel", icon="⏹️"):
+            run_widgets.cancel(run)
     run_widgets.outcome(run)
-    resume_button(run)
+    if allowed:
+        resume_button(run)
     if run.epochs_done:
         run_widgets.figures(run, per_row=2)
     if run.metrics:
@@ -150,8 +157,8 @@ def resume_button(run) -> None:
 def start(network: dict, values: dict, name: str) -> None:
     settings, _ = train_form.parse(values)
     try:
-        run_id = service().submit(network, settings, owner=st.session_state.owner, name=name)
-    except (SpecError, SettingsError) as error:
+        run_id = service().submit(network, settings, owner=st.session_state.owner, name=name, actor=actor())
+    except (SpecError, SettingsError, QueueFull) as error:  # QueueFull: this browser already has its share of the queue
         st.error(error.render(language()))
         return
     service().ensure_scheduler()

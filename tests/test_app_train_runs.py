@@ -19,7 +19,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.jobs import disk, runner
+from core.jobs import access, disk, runner
 from core.jobs import scheduler as job_scheduler
 from core.jobs import service as job_service
 from core.jobs.store import FINISHED, RunNotFound, RunStore
@@ -28,6 +28,7 @@ from core.training.settings import TrainSettings
 from core.views import builder_state, i18n, run_views, train_form
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
+ADA_KEY = access.new_key()  # the browser "ada" uses: her runs carry its hash
 RUN_DEADLINE = 180.0  # seconds a 20-step logistic-regression run may take, worker start-up included
 
 
@@ -213,12 +214,12 @@ def test_resume_an_interrupted_run_from_the_runs_page(app_store, scheduler):
     # is what a server restart after epoch 1 of 2 leaves behind.
     service = job_service.JobService(app_store)
     settings = get_preset("logistic-regression").train_settings(epochs=1, train_subset=2000)
-    run_id = service.submit(get_preset("logistic-regression").network, settings, owner="ada")
+    run_id = service.submit(get_preset("logistic-regression").network, settings, owner="ada", actor=access.Actor.for_key(ADA_KEY))
     wait_until_finished(app_store, run_id)
     while scheduler.workers:
         time.sleep(0.1)
     app_store.update(run_id, status="interrupted", message="The server restarted.", settings={**settings.to_dict(), "epochs": 2})
-    at = open_page("pages/runs.py", owner="ada")
+    at = open_page("pages/runs.py", owner="ada", owner_key=ADA_KEY)
     at.session_state[at.dataframe[0].key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
     assert any("The server restarted." in warning.value for warning in at.warning)
@@ -234,12 +235,14 @@ def test_resume_an_interrupted_run_from_the_runs_page(app_store, scheduler):
 
 def test_runs_page_shows_disk_use_and_frees_it_for_the_owner(app_store):
     settings = TrainSettings(epochs=12, batch_size=100, train_subset=500, learning_rate=0.5, device="cpu")
-    run_id = app_store.create(get_preset("logistic-regression").network, settings.to_dict(), owner="ada")
+    run_id = app_store.create(
+        get_preset("logistic-regression").network, settings.to_dict(), owner="ada", owner_key_hash=access.key_hash(ADA_KEY)
+    )
     assert runner.execute(app_store, run_id) == "succeeded"  # in this process: 12 epoch checkpoints, best, resume state
     run = app_store.get(run_id, with_metrics=False)
     before = disk.run_disk_use(app_store, run_id)
 
-    # Someone else sees the run's disk use but not the action that frees it.
+    # Someone else (another browser, so another key) sees the run's disk use but not the action that frees it.
     at = open_page("pages/runs.py", owner="bo")
     at.radio(key="runs.scope").set_value("everyone").run()
     assert list(at.dataframe[0].value["disk"]) == [run_views.format_bytes(before)]
@@ -249,7 +252,7 @@ def test_runs_page_shows_disk_use_and_frees_it_for_the_owner(app_store):
     assert "runs.prune_confirm" not in [button.key for button in at.button]
 
     # Its owner frees it: the thinned epochs and best.safetensors stay, and the page says what went.
-    at = open_page("pages/runs.py", owner="ada")
+    at = open_page("pages/runs.py", owner="ada", owner_key=ADA_KEY)
     at.session_state[at.dataframe[0].key] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
     at.button(key="runs.prune_confirm").click().run()

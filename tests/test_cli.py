@@ -256,7 +256,9 @@ def faults(tmp_path_factory):
     started.stop()
 
 
-DAMAGED_DATABASE_COMMANDS = (["runs", "list"], ["runs", "show", "1"], ["cancel", "1"], ["resume", "1"], ["runs", "list", "--json"])
+DAMAGED_DATABASE_COMMANDS = (
+    ["runs", "list"], ["runs", "show", "1"], ["cancel", "1"], ["resume", "1"], ["delete", "1"], ["runs", "list", "--json"],
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("command", DAMAGED_DATABASE_COMMANDS, ids=" ".join)

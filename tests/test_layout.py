@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "core"
 # Lower layers first: a package may import only from packages further down this list.
 LAYERS = ("data", "model", "attacks", "training", "probes", "drawing", "jobs", "export", "views")
-# What `runs list/show`, `cancel`, `resume` and `presets` load: they must answer without torch.
+# What `runs list/show`, `cancel`, `resume`, `delete` and `presets` load: they must answer without torch.
 TORCH_FREE = (
     "core.cli",
     "core.model.vocabulary",
@@ -24,6 +24,7 @@ TORCH_FREE = (
     "core.jobs.liveness",
     "core.jobs.locks",
     "core.jobs.disk",
+    "core.jobs.access",
 )
 
 

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL DEFAULT '',
     owner TEXT NOT NULL DEFAULT '',
+    owner_key_hash TEXT,             -- SHA-256 of the owner's browser key (core.jobs.access); NULL: made before classroom mode
     dataset TEXT NOT NULL,
     spec TEXT NOT NULL,              -- the network spec as JSON
     settings TEXT NOT NULL,          -- TrainSettings as JSON
@@ -95,7 +96,8 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status)
 # before versions were stored read 0; version 1 added resume_requested and metrics.ended_at;
 # version 2 keeps a run's message as a code and parameters (message_code, message_params);
 # version 3 adds metrics.robust_accuracy (adversarial training's per-epoch PGD accuracy; NULL in older rows).
-SCHEMA_VERSION = 3
+# version 4 records who may act on a run (owner_key_hash; older runs keep NULL, owned by nobody but the teacher and admin).
+SCHEMA_VERSION = 4
 # How long a write waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_SECONDS = 30
 # SQLite's rowids are signed 64-bit integers; a larger id can name no run.
@@ -112,6 +114,10 @@ class RunStillRunning(LayerLabError, ValueError):
 
 class RunNotResumable(LayerLabError, ValueError):
     """The run cannot be resumed (or run here): its status does not allow it, or it has no saved state."""
+
+
+class QueueFull(LayerLabError, ValueError):
+    """The owner already has as many queued runs as one owner may; one must start (or be cancelled) first."""
 
 
 class StorageError(LayerLabError):
@@ -151,6 +157,7 @@ class Run:
     best_validation_accuracy: float | None
     test_accuracy: float | None
     seconds: float
+    owner_key_hash: str | None = None  # who may act on it (core.jobs.access); None for runs made before classroom mode
     message_code: str | None = None  # None for a message stored as text only (older rows, plain notes)
     message_params: dict = field(default_factory=dict)
     metrics: list[dict] = field(default_factory=list)
@@ -229,17 +236,40 @@ class RunStore:
     # ------------------------------------------------------------------ runs
 
     def create(
-        self, spec: dict, settings: dict, *, name: str = "", owner: str = "", status: str = "queued", parameters: int = 0
+        self, spec: dict, settings: dict, *, name: str = "", owner: str = "", status: str = "queued", parameters: int = 0,
+        owner_key_hash: str | None = None, queued_cap: int | None = None,
     ) -> int:
+        """Insert a run; returns its id. With `queued_cap`, raise QueueFull when the key's owner already has that many queued.
+
+        The count and the insert share one write transaction, so two quick submissions cannot both slip under the cap.
+        """  # fmt: skip
         with self._transaction() as connection:
+            if queued_cap is not None and owner_key_hash is not None:
+                _check_queue_cap(connection, owner_key_hash, queued_cap)
             cursor = connection.execute(
-                "INSERT INTO runs (name, owner, dataset, spec, settings, status, parameters, created_at) VALUES (?,?,?,?,?,?,?,?)",
-                (name, owner, settings.get("dataset", "mnist"), json.dumps(spec), json.dumps(settings), status, parameters, time.time()),
-            )
+                "INSERT INTO runs (name, owner, owner_key_hash, dataset, spec, settings, status, parameters, created_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (name, owner, owner_key_hash, settings.get("dataset", "mnist"), json.dumps(spec), json.dumps(settings), status, parameters,
+                 time.time()),
+            )  # fmt: skip
             run_id = int(cursor.lastrowid)
         with self._storage_errors():
             self.run_directory(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
+
+    def requeue(self, run_id: int, from_statuses: tuple[str, ...], queued_cap: int | None = None, **values: Any) -> bool:
+        """`transition` to `queued`, refused with QueueFull when the run's owner already has `queued_cap` queued (one transaction)."""
+        encoded = _encoded({"status": "queued", **values})
+        columns = ", ".join(f"{name} = ?" for name in encoded)
+        marks = ",".join("?" for _ in from_statuses)
+        with self._transaction() as connection:
+            row = connection.execute("SELECT owner_key_hash FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if queued_cap is not None and row is not None and row[0] is not None:
+                _check_queue_cap(connection, row[0], queued_cap)
+            cursor = connection.execute(
+                f"UPDATE runs SET {columns} WHERE id = ? AND status IN ({marks})", (*encoded.values(), run_id, *from_statuses)
+            )
+            return cursor.rowcount == 1
 
     def get(self, run_id: int, with_metrics: bool = True) -> Run:
         if not _possible_id(run_id):
@@ -379,6 +409,7 @@ ADDED_COLUMNS = (
     (2, "runs", "message_code", "TEXT"),
     (2, "runs", "message_params", "TEXT"),
     (3, "metrics", "robust_accuracy", "REAL"),
+    (4, "runs", "owner_key_hash", "TEXT"),
 )
 
 
@@ -426,6 +457,13 @@ def _migrate(connection: sqlite3.Connection) -> None:
     except BaseException:
         _roll_back(connection)
         raise
+
+
+def _check_queue_cap(connection: sqlite3.Connection, owner_key_hash: str, queued_cap: int) -> None:
+    """Raise QueueFull when the owner with this key hash already has `queued_cap` runs queued."""
+    queued = connection.execute("SELECT COUNT(*) FROM runs WHERE status = 'queued' AND owner_key_hash = ?", (owner_key_hash,)).fetchone()[0]
+    if queued >= queued_cap:
+        raise QueueFull("queue.owner_full", count=queued, limit=queued_cap)
 
 
 def _roll_back(connection: sqlite3.Connection) -> None:

@@ -10,6 +10,8 @@ the true values.
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -128,7 +130,7 @@ def robustness_curve(points: list, method_names: dict[str, str], epsilon_label: 
         figure.add_trace(
             go.Scatter(
                 x=[point.epsilon for point in chosen], y=[100 * point.accuracy for point in chosen], mode="lines+markers",
-                name=f"{name} · {method_names.get(method, method)}",
+                name=f"{html.escape(name, quote=False)} · {method_names.get(method, method)}",  # a typed run name shows as text
                 line={"color": palette[networks.index(name) % len(palette)], "dash": METHOD_DASHES.get(method, "solid")},
                 hovertemplate="ε = %{x:.2f}: %{y:.1f}%<extra></extra>",
             )

@@ -10,6 +10,7 @@ Streamlit, Plotly or how training works.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -133,6 +134,19 @@ def progress_view(run: Run) -> ProgressView | None:
     )
 
 
+def estimated_wait(running: list[Run], position: int) -> float | None:
+    """Seconds until the queued run at `position` (1 starts next) should start, from the running runs' ETAs; None when unknown.
+
+    Each running run frees its slot when it ends, so position p starts when the p-th of them
+    ends. Only that far: a run further back waits for runs that have not started, whose length
+    nobody knows yet. Every running run (with its metrics) must have an ETA, else None.
+    """
+    etas = [view.eta_seconds if (view := progress_view(run)) else None for run in running]
+    if not 1 <= position <= len(etas) or any(eta is None for eta in etas):
+        return None
+    return sorted(etas)[position - 1]
+
+
 def format_duration(seconds: float | None) -> str:
     """'0:42', '12:05' or '1:02:03'; '–' when unknown."""
     if seconds is None or not math.isfinite(seconds):
@@ -248,9 +262,14 @@ def display_name(run: Run, language: str = DEFAULT_LANGUAGE) -> str:
     return run.name or translate(language, "runs.default_name", id=run.id)
 
 
-def owned_by(runs: list[Run], owner: str) -> list[Run]:
-    """The runs started under `owner` (an empty name means runs started without one)."""
-    return [run for run in runs if run.owner == owner]
+def owned_by(runs: list[Run], owner_key_hash: str | None) -> list[Run]:
+    """The runs the browser with this key hash started (`core.jobs.access`); none for no key, nor runs made before classroom mode."""
+    return [run for run in runs if owner_key_hash is not None and run.owner_key_hash == owner_key_hash]
+
+
+def legend_text(text: str) -> str:
+    """A run's label for a Plotly legend or hover, which reads a few HTML tags (<b>, <a href>): escaped, it shows as typed."""
+    return html.escape(text, quote=False)
 
 
 def _in_percent(fraction: float | None) -> float:
