@@ -124,6 +124,7 @@ def details(run) -> None:
     free_disk_space(run, downloads[2])
     if allowed:
         delete_button(run, downloads[3])
+    export_row(run)
 
 
 def delete_button(run, column) -> None:
@@ -139,7 +140,6 @@ def delete_button(run, column) -> None:
             if st.session_state.selected_run == run.id:
                 select_run(None)
             st.rerun()
-    export_row(run)
 
 
 title_column, refresh_column = st.columns([5, 1], vertical_alignment="bottom")
