@@ -65,3 +65,16 @@ def trained_conv(mnist):
     result = train(preset.network, preset.train_settings(epochs=1, max_steps=200, device="cpu"), mnist)
     assert result.status == "succeeded", result.message
     return result.model.cpu().eval()
+
+
+def short_fast_run(store: RunStore, epochs: int, train_subset: int, name: str, owner: str) -> int:
+    """A real, finished run of the `fast` preset on the first `train_subset` training images (for exports and reports)."""
+    from core.jobs import runner
+    from core.training import presets
+    from core.training.settings import TrainSettings
+
+    preset = presets.get("fast")
+    settings = TrainSettings.from_dict({**preset.settings, "epochs": epochs, "train_subset": train_subset, "device": "cpu"})
+    run_id = store.create(preset.network, settings.to_dict(), name=name, owner=owner)
+    assert runner.execute(store, run_id) == "succeeded"
+    return run_id

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from core.jobs import runner
 from core.jobs.store import RunStore
-from core.training import presets
-from core.training.settings import TrainSettings
 from core.views import report
 from core.views.i18n import translate
 from tests.browser_support import wait_for
+from tests.conftest import short_fast_run
 from tests.test_browser import SCREENSHOTS
 
 FIGURES = ("curves", "filters", "confusion", "per-class")
@@ -25,10 +23,7 @@ FIGURES = ("curves", "filters", "confusion", "per-class")
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[RunStore, int]:
     store = RunStore(tmp_path_factory.mktemp("report-runs"))
-    settings = TrainSettings.from_dict({**presets.get("fast").settings, "epochs": 2, "train_subset": 3000, "device": "cpu"})
-    run_id = store.create(presets.get("fast").network, settings.to_dict(), name="fast", owner="ji-woo")
-    assert runner.execute(store, run_id) == "succeeded"
-    return store, run_id
+    return store, short_fast_run(store, epochs=2, train_subset=3000, name="fast", owner="ji-woo")
 
 
 @pytest.mark.parametrize("language", ["en", "ko"])

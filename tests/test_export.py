@@ -28,12 +28,12 @@ from core import cli
 from core.views.i18n import translate
 from core.export import files
 from core.export.source import python_source
-from core.jobs import runner
 from core.jobs.store import RunStore
 from core.model import network as networks
 from core.training import checkpoint, presets
 from core.training.settings import TrainSettings
 from core.views import builder_state, exports, report
+from tests.conftest import short_fast_run
 
 EXTRA_NETWORKS = {
     "batchnorm-l2pool": {
@@ -163,10 +163,7 @@ def test_onnx_runtime_matches_pytorch_for_every_network_at_any_batch_size(test_i
 def finished(tmp_path_factory) -> tuple[RunStore, int]:
     """A short real run (one epoch on 2,000 images) named like a hostile student would name it."""
     store = RunStore(tmp_path_factory.mktemp("export-runs"))
-    settings = TrainSettings.from_dict({**presets.get("fast").settings, "epochs": 1, "train_subset": 2000, "device": "cpu"})
-    run_id = store.create(presets.get("fast").network, settings.to_dict(), name="<b>my</b> net", owner="<script>alert(1)</script>")
-    assert runner.execute(store, run_id) == "succeeded"
-    return store, run_id
+    return store, short_fast_run(store, epochs=1, train_subset=2000, name="<b>my</b> net", owner="<script>alert(1)</script>")
 
 
 @pytest.mark.parametrize(
