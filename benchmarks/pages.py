@@ -37,9 +37,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(runs: Path, port: int) -> subprocess.Popen:
+def start_server(runs: Path, port: int, options: tuple[str, ...] = ()) -> subprocess.Popen:
+    """The app on 127.0.0.1:`port` serving `runs`; `options` are more `streamlit run` flags (e.g. `--runner.postScriptGC true`)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true"],
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true", *options],
         cwd=ROOT,
         env={**os.environ, "LAYERLAB_RUNS": str(runs)},
         stdout=subprocess.DEVNULL,

@@ -23,6 +23,7 @@ ATTACKS_MAXIMUM_RATIO = 1.0  # our attack's time over torchattacks' for the same
 ROBUST_MINIMUM_PGD_ACCURACY = 0.80  # the `robust` preset under PGD-40 at ε = 0.3 (Madry et al. 2018's MNIST model keeps ~89%)
 ROBUST_MINIMUM_CLEAN_ACCURACY = 0.97
 ROBUST_MAXIMUM_SECONDS = 15 * 60.0  # its training, on this CPU
+CLASSROOM_MAXIMUM_P95_SECONDS = 1.0  # a poll's answer within the live view's own one-second interval
 
 
 def _checked(text: str, met: bool) -> str:
@@ -340,6 +341,45 @@ def _robust(result: dict) -> list[str]:
     return lines + [""]
 
 
+def _classroom(result: dict) -> list[str]:
+    def row(label: str, part: dict, target: bool) -> str:
+        errors = len(part["errors"])
+        p95 = f"{part['poll_p95'] * 1000:.0f} ms" if part["poll_p95"] is not None else "–"
+        if target:
+            p95 = _checked(f"**{p95}**", part["poll_p95"] is not None and part["poll_p95"] <= CLASSROOM_MAXIMUM_P95_SECONDS)
+            errors = _checked(f"**{errors}**", errors == 0)
+        median = f"{part['poll_median'] * 1000:.0f} ms" if part["poll_median"] is not None else "–"
+        load = f"{part['load_median']:.2f} s" if part["load_median"] is not None else "–"
+        return f"| {label} | {part['students']} | {part['polls']:,} | {median} | {p95} | {load} | {errors} |"
+
+    ours, default = result["ours"], result["streamlit_default_gc"]
+    ratio = default["class"]["poll_p95"] / ours["class"]["poll_p95"] if ours["class"]["poll_p95"] and default["class"]["poll_p95"] else None
+    lines = [
+        "## A class on one server",
+        "",
+        f"{result['students']} simulated students on 127.0.0.1, each a real Streamlit websocket client (no browser), open the Train page with",
+        f"their own run selected (`?run=…&key=…`, half in Korean) and poll its live view as the page's timer does, while {result['training']}",
+        "runs train and the rest wait in the queue (`benchmarks/classroom.py`). A poll's latency runs from the request to the server's",
+        "\"fragment finished\", every change in between received. An error is an exception on the page, a script that does not",
+        "finish, an unanswered poll or a dropped connection. The reference is one student alone with one run training, on the same",
+        f"server. Targets: poll p95 ≤ {CLASSROOM_MAXIMUM_P95_SECONDS:g} s and no errors. The same class is then run against Streamlit's",
+        "default of a full garbage collection after every script run, which LayerLab's `.streamlit/config.toml` turns off.",
+        "",
+        "| server | students | polls | poll median | poll p95 | page load median | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        row("LayerLab's settings, one student (reference)", ours["reference"], False),
+        row("LayerLab's settings, the class", ours["class"], True),
+        row("Streamlit's default GC, one student", default["reference"], False),
+        row("Streamlit's default GC, the class", default["class"], False),
+        "",
+        f"Each class ran {ours['seconds']:.0f} s; {ours['epochs_recorded']:,} epochs were recorded meanwhile and {ours['training_at_end']} runs were",
+        "still training at the end.",
+    ]
+    if ratio:
+        lines.append(f"Turning the collection off made the class's p95 **{ratio:.1f}×** shorter.")
+    return lines + [""]
+
+
 def render(results: dict) -> str:
     machine = results.get("machine", {})
     lines = [
@@ -356,7 +396,7 @@ def render(results: dict) -> str:
     sections = {
         "engine": _engine, "fast": _fast, "nielsen": _nielsen, "service": _service, "recording": _recording,
         "inspect": _inspect, "pages": _pages, "cli": _cli, "drawing": _drawing, "attacks": _attacks,
-        "robust": _robust,
+        "robust": _robust, "classroom": _classroom,
     }  # fmt: skip
     for part, section in sections.items():
         if part in results:

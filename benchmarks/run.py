@@ -250,7 +250,7 @@ def write_report(results: dict, threads: int = 0) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli,inspect,recording,drawing,attacks")
+    parser.add_argument("--only", default="engine,fast,nielsen,service,pages,cli,inspect,recording,drawing,attacks,classroom")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nielsen-epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
@@ -302,6 +302,10 @@ def main() -> None:
         from benchmarks.robust import bench_robust
 
         results["robust"] = bench_robust(splits)
+    if "classroom" in parts:
+        from benchmarks.classroom import bench_classroom
+
+        results["classroom"] = bench_classroom()
     write_report(results, arguments.threads)
     print(f"Wrote {DOCS / 'benchmarks.md'}")
 
