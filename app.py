@@ -18,6 +18,7 @@ navigation = st.navigation(
         st.Page("pages/inspect.py", title=t("nav.inspect"), icon="🔬"),
         st.Page("pages/draw.py", title=t("nav.draw"), icon="✏️"),
         st.Page("pages/attack.py", title=t("nav.attack"), icon="🎯"),
+        st.Page("pages/lessons.py", title=t("nav.lessons"), icon="🎓"),
     ]
 )
 sidebar()

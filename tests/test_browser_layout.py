@@ -30,9 +30,9 @@ from tests.browser_support import serving, wait_for
 from tests.test_browser import PAGE_DEADLINE, SCREENSHOTS, assert_no_exception, table_cells, wait_idle
 
 SIZES = {"1024x768": {"width": 1024, "height": 768}, "1400x1000": {"width": 1400, "height": 1000}}
-PAGES = {"build": "", "train": "train", "runs": "runs"}
+PAGES = {"build": "", "train": "train", "runs": "runs", "lessons": "lessons"}
 MINJI_KEY = new_key()  # the screenshots' browser owns the run, so its pages show what an owner sees
-TITLES = {"build": "build.title", "train": "train.title", "runs": "runs.title"}
+TITLES = {"build": "build.title", "train": "train.title", "runs": "runs.title", "lessons": "lessons.title"}
 
 # For every element the selector finds: the characters at which the browser started a new line, with the
 # characters either side. A text node's line boxes are found with a Range over each character and getClientRects().

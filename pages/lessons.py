@@ -1,0 +1,133 @@
+"""Lessons: the source texts' experiments, one click a step, the source's figure beside LayerLab's and the learner's own."""
+
+import streamlit as st
+
+from core.views import plots, run_views, syllabus
+from core.views.i18n import render_any
+from pages.common import actor, language, require_frame, select_run, service, t
+
+require_frame()
+VIEW_PAGES = {
+    "train": "pages/train.py", "runs": "pages/runs.py", "inspect": "pages/inspect.py", "attack": "pages/attack.py",
+    "draw": "pages/draw.py",
+}  # fmt: skip
+
+
+def open_in_train(step: syllabus.Step) -> None:
+    """Hand the step's network to Build and its settings to Train, to change something before training."""
+    st.session_state.network, st.session_state.preset = dict(step.network), step.preset
+    st.session_state.settings = step.train_settings().to_dict()
+    st.session_state.settings_preset = step.preset
+    st.switch_page("pages/train.py")
+
+
+def train_step(step: syllabus.Step, epochs: int, seed: int) -> None:
+    try:
+        run_id = service().submit(
+            step.network, step.train_settings(epochs=epochs, seed=seed), owner=st.session_state.owner, name=step.title[language()][:80],
+            actor=actor(),
+        )  # fmt: skip
+    except ValueError as error:  # bad settings, or this browser already has its share of the queue (QueueFull)
+        st.error(render_any(error, language()))
+        return
+    service().ensure_scheduler()
+    select_run(run_id)
+    st.session_state.lessons_queued = run_id  # the toast shows after the rerun below
+    st.rerun(scope="app")  # the whole page, so the steps start polling the new run
+
+
+def state_line(result: syllabus.StepResult) -> str:
+    """Where the learner stands on one step, in a sentence."""
+    active = [run for run in result.runs if run.status in ("queued", "running")]
+    if active:
+        run = active[-1]
+        return t("lessons.state.active", id=run.id, status=t(f"common.status.{run.status}"), epochs=run.epochs_done,
+                 total=run.settings.get("epochs", 0))  # fmt: skip
+    if result.best is not None:
+        return t("lessons.state.done", accuracy=run_views.percent(result.best.test_accuracy), epochs=result.best.epochs_done,
+                 id=result.best.id)  # fmt: skip
+    if result.runs:
+        return t("lessons.state.no_result", count=len(result.runs))
+    return t("lessons.state.not_started")
+
+
+def step_box(index: int, result: syllabus.StepResult) -> None:
+    step = result.step
+    with st.container(border=True, key=f"lesson_step_{step.id}"):
+        st.markdown(f"**{step.title[language()]}**")
+        st.write(step.text[language()])
+        claim = t("lessons.claim", accuracy=f"{step.claim:.2f}%", epochs=step.claim_epochs or "–") if step.claim is not None else ""
+        if step.ensemble:
+            finished = sum(1 for run in result.runs if run.test_accuracy is not None)
+            st.caption(t("lessons.ensemble_progress", done=finished, needed=step.ensemble) + (f" · {claim}" if claim else ""))
+        else:
+            st.caption(state_line(result) + (f" · {claim}" if claim else ""))
+        epochs_column, train_column, open_column, view_column = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
+        epochs = epochs_column.number_input(
+            t("lessons.epochs"), min_value=1, max_value=max(1, int(step.settings.get("epochs", 1))), value=int(step.settings.get("epochs", 1)),
+            key=f"lessons.epochs.{step.id}", help=t("lessons.epochs_help"),
+        )  # fmt: skip
+        # Each new run of a step takes the next seed, so the ensemble's five nets differ.
+        seed = len(result.runs)
+        if train_column.button(t("lessons.train"), key=f"lessons.train.{step.id}", type="primary", icon="🚀", width="stretch"):
+            train_step(step, int(epochs), seed)
+        if open_column.button(t("lessons.open_in_train"), key=f"lessons.open.{step.id}", icon="✏️", width="stretch"):
+            open_in_train(step)
+        view_column.page_link(VIEW_PAGES[step.view], label=t(f"lessons.view.{step.view}"), icon="🔎")
+
+
+def lesson_body(lesson: syllabus.Lesson, polling: bool) -> None:
+    """The table, the curves and the steps; redraws itself every two seconds while one of the learner's runs is active."""
+    results = syllabus.progress(lesson, service().store.list(limit=500), actor().key_hash)
+    # Runs come from `list` without their metrics; the table needs only the headline figures, the curves load them below.
+    if polling and not any(result.active for result in results):
+        st.rerun()  # Once, so the page redraws without the timer.
+    rows = syllabus.table_rows(results, language(), syllabus.published_figures())
+
+    def cell(accuracy: float | None, epochs: int | None) -> str | None:
+        return None if accuracy is None else t("lessons.cell", accuracy=run_views.percent(accuracy), epochs=epochs or "–")
+
+    shown = [
+        {"step": row["step"], "source": cell(row["source"], row["source_epochs"]), "layerlab": cell(row["layerlab"], row["layerlab_epochs"]),
+         "yours": cell(row["yours"], row["your_epochs"]), "runs": row["runs"]}
+        for row in rows
+    ]  # fmt: skip
+    # A lesson whose source reports no figures (it shows curves instead) has no source or LayerLab columns.
+    columns = ("step", "source", "layerlab", "yours", "runs")
+    if all(result.step.claim is None for result in results):
+        columns = ("step", "yours", "runs")
+    st.dataframe(
+        shown, hide_index=True, placeholder="–", key=f"lessons.table.{lesson.id}", column_order=columns,
+        column_config={
+            "step": t("lessons.column.step"),
+            "source": t("lessons.column.source"),
+            "layerlab": st.column_config.TextColumn(t("lessons.column.layerlab"), help=t("lessons.layerlab_help")),
+            "yours": st.column_config.TextColumn(t("lessons.column.yours"), help=t("lessons.yours_help")),
+            "runs": st.column_config.NumberColumn(t("lessons.column.runs"), format="%d"),
+        },
+    )  # fmt: skip
+    series = [
+        (run_views.legend_text(result.step.title[language()]), service().store.metrics(result.runs[0].id))
+        for result in results if result.runs
+    ]  # fmt: skip
+    series = [item for item in series if item[1]]
+    if series:
+        st.caption(t("lessons.curves"))
+        st.plotly_chart(plots.overlay_curves(series, language()), key=f"lessons.curves.{lesson.id}", config=plots.CHART_CONFIG)
+    for index, result in enumerate(results):
+        step_box(index, result)
+
+
+st.title(t("lessons.title"))
+if (queued := st.session_state.pop("lessons_queued", None)) is not None:
+    st.toast(t("lessons.queued", id=queued), icon="🚀")
+lessons = syllabus.all_lessons()
+titles = {lesson_id: lesson.title[language()] for lesson_id, lesson in lessons.items()}  # bound now: the label's language is this rerun's
+choice = st.selectbox(t("lessons.choose"), list(lessons), format_func=titles.get, key="lessons.choice")
+lesson = lessons[choice]
+st.caption(t("lessons.source", source=lesson.source[language()]))
+st.write(lesson.intro[language()])
+if actor().key_hash is None:
+    st.info(t("lessons.no_key"))
+active = any(result.active for result in syllabus.progress(lesson, service().store.list(limit=500), actor().key_hash))
+st.fragment(run_every=2.0 if active else None)(lesson_body)(lesson, active)

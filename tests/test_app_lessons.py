@@ -1,0 +1,93 @@
+"""AppTest tests of the Lessons page: each lesson shows in both languages, "Train this step" queues a run owned
+by this browser, the learner's table and steps then show it, and "Change first" hands the step to Train."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.jobs import access
+from core.jobs.store import RunStore
+from core.views import i18n, syllabus
+from tests.test_app_classroom import APP
+
+KEY = access.new_key()
+
+
+@pytest.fixture
+def app_store(runs_dir, monkeypatch) -> RunStore:
+    monkeypatch.delenv(access.PASSCODE_VARIABLE, raising=False)
+    monkeypatch.setattr("core.jobs.service.JobService.ensure_scheduler", lambda self: False)  # queue only: nothing trains here
+    st.cache_resource.clear()
+    yield RunStore(runs_dir)
+    st.cache_resource.clear()
+
+
+def lessons_page(language: str = "en", key: str | None = KEY) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["lang"] = language
+    if key:
+        at.query_params["key"] = key
+    at.run()
+    at.switch_page("pages/lessons.py")
+    at.run()
+    assert not at.exception, [error.value for error in at.exception]
+    return at
+
+
+@pytest.mark.parametrize("language", ["en", "ko"])
+def test_every_lesson_shows_in_each_language(app_store, language):
+    at = lessons_page(language)
+    assert at.title[0].value == i18n.translate(language, "lessons.title")
+    for lesson in syllabus.all_lessons().values():
+        at.selectbox(key="lessons.choice").set_value(lesson.id).run()
+        assert not at.exception
+        shown = " ".join(element.value for element in at.markdown)
+        assert lesson.intro[language] in shown
+        assert all(step.title[language] in shown for step in lesson.steps)
+        assert at.dataframe[0].value.shape[0] == len(lesson.steps)
+        steps_state = [caption.value for caption in at.caption if i18n.translate(language, "lessons.state.not_started") in caption.value]
+        assert len(steps_state) == sum(1 for step in lesson.steps if not step.ensemble)
+
+
+def test_train_this_step_queues_a_run_of_this_browser_and_the_table_shows_it(app_store):
+    at = lessons_page("ko")
+    at.selectbox(key="lessons.choice").set_value("vanishing-gradients").run()
+    at.number_input(key="lessons.epochs.relu").set_value(2)
+    at.button(key="lessons.train.relu").click().run()
+    assert not at.exception and not at.error, [error.value for error in at.error]
+    (run,) = app_store.list()
+    step = syllabus.get("vanishing-gradients").step("relu")
+    assert run.owner_key_hash == access.key_hash(KEY) and run.settings["epochs"] == 2 and run.status == "queued"
+    assert syllabus.is_run_of(run, step)
+    at.run()
+    table = at.dataframe[0].value
+    assert table.loc[table["step"] == step.title["ko"], "runs"].item() == 1
+    assert any(f"#{run.id}" in caption.value for caption in at.caption)
+    # Another browser sees none of it in its own lesson table.
+    other = lessons_page("ko", key=access.new_key())
+    other.selectbox(key="lessons.choice").set_value("vanishing-gradients").run()
+    assert other.dataframe[0].value["runs"].sum() == 0
+
+
+def test_change_first_hands_the_steps_network_and_settings_to_train(app_store):
+    at = lessons_page("en")
+    at.selectbox(key="lessons.choice").set_value("dlfs-optimizers").run()
+    at.button(key="lessons.open.adam").click().run()
+    assert not at.exception
+    step = syllabus.get("dlfs-optimizers").step("adam")
+    assert at.session_state["settings"]["optimizer"] == "adam" and at.session_state["settings"]["learning_rate"] == 0.001
+    assert at.session_state["network"] == step.network
+
+
+def test_a_third_queued_step_is_refused_with_the_reason_in_the_learners_language(app_store, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_MAX_QUEUED_PER_OWNER", "2")
+    at = lessons_page("ko")
+    at.selectbox(key="lessons.choice").set_value("dlfs-optimizers").run()
+    for step_id in ("sgd", "momentum"):
+        at.button(key=f"lessons.train.{step_id}").click().run()
+        assert not at.error
+    at.button(key="lessons.train.adam").click().run()
+    assert len(app_store.list()) == 2
+    assert [error.value for error in at.error] == [i18n.render("queue.owner_full", {"count": 2, "limit": 2}, "ko")]

@@ -1,0 +1,109 @@
+"""Lessons (core.views.syllabus): every lesson loads in both languages and trains; a learner's runs fill its table."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import re
+
+import pytest
+
+from core.jobs import access, runner
+from core.jobs.service import JobService
+from core.training.loop import train
+from core.views import syllabus
+
+LESSONS = syllabus.all_lessons()
+STEPS = [(lesson.id, step.id) for lesson in LESSONS.values() for step in lesson.steps]
+HANGUL = re.compile("[\uac00-\ud7a3]")
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist(mnist):
+    """Real MNIST with 500 validation and 500 test images, so each step's epoch-end evaluation is quick."""
+    return dataclasses.replace(
+        mnist, validation_images=mnist.validation_images[:500], validation_labels=mnist.validation_labels[:500],
+        test_images=mnist.test_images[:500], test_labels=mnist.test_labels[:500],
+    )  # fmt: skip
+
+
+def test_the_source_texts_lessons_are_there():
+    assert {"nielsen-ladder", "dlfs-optimizers", "vanishing-gradients"} <= set(LESSONS)
+    ladder = LESSONS["nielsen-ladder"]
+    # The book's ladder, rung by rung, from the presets (and the ensemble's figure from the lesson).
+    assert [step.claim for step in ladder.steps] == [97.80, 98.78, 99.06, 99.23, 99.37, 99.43, 99.60, 99.67]
+    assert ladder.steps[-1].ensemble == 5
+    assert {step.settings["optimizer"] for step in LESSONS["dlfs-optimizers"].steps} == {"sgd", "momentum", "adagrad", "adam"}
+
+
+@pytest.mark.parametrize("lesson_id", list(LESSONS))
+def test_every_text_exists_in_english_and_korean(lesson_id):
+    lesson = LESSONS[lesson_id]
+    for texts in [lesson.title, lesson.intro, lesson.source] + [part for step in lesson.steps for part in (step.title, step.text)]:
+        assert set(texts) == {"en", "ko"}
+        assert HANGUL.search(texts["ko"]), texts["ko"]  # a Korean text, not the English one copied
+        assert not HANGUL.search(texts["en"]), texts["en"]
+
+
+@pytest.mark.parametrize(("lesson_id", "step_id"), STEPS)
+def test_every_step_trains_a_few_steps_on_real_mnist(lesson_id, step_id, tiny_mnist):
+    step = LESSONS[lesson_id].step(step_id)
+    result = train(step.network, step.train_settings(epochs=1, max_steps=3, device="cpu"), tiny_mnist)
+    assert result.status == "succeeded" and len(result.history) == 1
+    assert 0.0 <= result.history[0].test_accuracy <= 1.0
+
+
+def test_a_broken_lesson_is_refused_with_its_reason():
+    good = json.loads((syllabus.LESSON_DIR / "vanishing-gradients.json").read_text(encoding="utf-8"))
+    no_korean = copy.deepcopy(good)
+    del no_korean["steps"][0]["text"]["ko"]
+    with pytest.raises(syllabus.LessonError) as caught:
+        syllabus.parse(no_korean, "broken")
+    assert caught.value.code == "lesson.missing_text" and "broken/sigmoid" in caught.value.render("en")
+    bad_view = copy.deepcopy(good)
+    bad_view["steps"][1]["view"] = "nowhere"
+    with pytest.raises(syllabus.LessonError, match="nowhere"):
+        syllabus.parse(bad_view, "broken")
+    with pytest.raises(syllabus.LessonError) as caught:
+        syllabus.get("no-such-lesson")
+    assert "nielsen-ladder" in caught.value.render("ko")
+
+
+def test_a_learners_runs_fill_the_table_and_nobody_elses(store):
+    service = JobService(store)
+    lesson = LESSONS["vanishing-gradients"]
+    relu, sigmoid = lesson.step("relu"), lesson.step("sigmoid")
+    mine, theirs = access.new_key(), access.new_key()
+    me, them = access.Actor.for_key(mine), access.Actor.for_key(theirs)
+    # Fewer epochs and another seed are still the step; another learning rate is another experiment.
+    shortened = service.submit(relu.network, relu.train_settings(epochs=1, seed=3, max_steps=20, device="cpu"), owner="me", actor=me)
+    other_rate = service.submit(relu.network, relu.train_settings(epochs=1, learning_rate=0.2, max_steps=5, device="cpu"), owner="me", actor=me)
+    for run_id in (shortened, other_rate):
+        store.transition(run_id, ("queued",), status="running")
+        assert runner.execute(store, run_id) == "succeeded"
+    service.submit(sigmoid.network, sigmoid.train_settings(epochs=1, max_steps=5, device="cpu"), owner="them", actor=them)
+
+    runs = store.list(limit=50)
+    results = {result.step.id: result for result in syllabus.progress(lesson, runs, me.key_hash)}
+    assert [run.id for run in results["relu"].runs] == [shortened]
+    assert results["relu"].done and results["relu"].best.id == shortened
+    assert results["sigmoid"].runs == () and not results["sigmoid"].done  # their run is not mine
+    theirs_results = {result.step.id: result for result in syllabus.progress(lesson, runs, them.key_hash)}
+    assert [run.id for run in theirs_results["sigmoid"].runs] and theirs_results["sigmoid"].active
+    assert all(result.runs == () for result in syllabus.progress(lesson, runs, None))  # no key, no runs
+
+    published = {"relu": {"test_accuracy": 0.97, "epochs": 5}}
+    rows = {row["step"]: row for row in syllabus.table_rows(list(results.values()), "ko", published)}
+    row = rows[relu.title["ko"]]
+    assert row["yours"] == store.get(shortened).test_accuracy and row["your_epochs"] == 1 and row["runs"] == 1
+    assert row["layerlab"] == 0.97 and row["layerlab_epochs"] == 5
+    assert rows[sigmoid.title["ko"]]["yours"] is None
+
+
+def test_the_ladder_table_shows_the_books_figures_until_anything_is_measured(tmp_path):
+    lesson = LESSONS["nielsen-ladder"]
+    rows = syllabus.table_rows(syllabus.progress(lesson, [], None), "en", syllabus.published_figures(tmp_path / "missing.json"))
+    assert [row["source"] for row in rows][:2] == [pytest.approx(0.978), pytest.approx(0.9878)]
+    assert [row["source_epochs"] for row in rows] == [60, 60, 60, 60, 60, 60, 40, 40]
+    assert all(row["layerlab"] is None and row["yours"] is None for row in rows)
