@@ -188,6 +188,10 @@ def _initialize(module: nn.Module, init: str, nielsen_fan_out: float) -> None:
         elif init == "zeros":
             weight.zero_()
             bias.zero_()
+        elif init == "small":
+            # Deep Learning from Scratch §6.2's first try: N(0, 0.01²), small enough that deep layers' outputs shrink towards 0.
+            weight.normal_(0.0, 0.01)
+            bias.zero_()
         elif init == "xavier":
             nn.init.xavier_normal_(weight)
             bias.zero_()

@@ -41,7 +41,7 @@ MAX_LAYERS = 100
 # JavaScript's Number.MAX_SAFE_INTEGER; a larger one cannot have been typed there.
 MAX_EDITABLE_NUMBER = 2**53 - 1
 ACTIVATION_NAMES = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "linear")
-INITS = ("default", "nielsen", "zeros", "xavier", "he")
+INITS = ("default", "nielsen", "zeros", "small", "xavier", "he")
 
 
 class SpecError(LayerLabError, ValueError):
