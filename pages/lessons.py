@@ -36,6 +36,26 @@ def train_step(step: syllabus.Step, epochs: int, seed: int) -> None:
     st.rerun(scope="app")  # the whole page, so the steps start polling the new run
 
 
+def queue_search(step: syllabus.Step, result: syllabus.StepResult, epochs: int) -> None:
+    """Queue the learner's next sampled points of a random search, as many as the queue takes (each browser may queue only a few)."""
+    queued = []
+    for index in range(len(result.runs), step.search_runs):
+        overrides = syllabus.sample(step, actor().key_hash, index)
+        try:
+            queued.append(service().submit(
+                step.network, step.train_settings(**overrides, epochs=epochs, seed=index), owner=st.session_state.owner,
+                name=f"{step.title[language()][:60]} {index + 1}/{step.search_runs}", actor=actor(),
+            ))  # fmt: skip
+        except ValueError as error:  # QueueFull once this browser's share of the queue is used
+            if not queued:
+                st.error(render_any(error, language()))
+                return
+            break
+    service().ensure_scheduler()
+    st.session_state.lessons_queued = queued[-1]
+    st.rerun(scope="app")
+
+
 def state_line(result: syllabus.StepResult) -> str:
     """Where the learner stands on one step, in a sentence."""
     active = [run for run in result.runs if run.status in ("queued", "running")]
@@ -57,7 +77,15 @@ def step_box(index: int, result: syllabus.StepResult) -> None:
         st.markdown(f"**{step.title[language()]}**")
         st.write(step.text[language()])
         claim = t("lessons.claim", accuracy=f"{step.claim:.2f}%", epochs=step.claim_epochs or "–") if step.claim is not None else ""
-        if step.ensemble:
+        if step.search:
+            points = syllabus.search_points(result)
+            st.caption(t("lessons.search_progress", done=len(points), queued=len(result.runs), needed=step.search_runs))
+            if points:
+                names = sorted(step.search)
+                labels = {name: t(f"train.field.{name}") for name in names}
+                st.plotly_chart(plots.search_scatter(points, names, labels, language()), key=f"lessons.search.{step.id}",
+                                config=plots.CHART_CONFIG)  # fmt: skip
+        elif step.ensemble:
             finished = sum(1 for run in result.runs if run.test_accuracy is not None)
             st.caption(t("lessons.ensemble_progress", done=finished, needed=step.ensemble) + (f" · {claim}" if claim else ""))
         else:
@@ -69,7 +97,12 @@ def step_box(index: int, result: syllabus.StepResult) -> None:
         )  # fmt: skip
         # Each new run of a step takes the next seed, so the ensemble's five nets differ.
         seed = len(result.runs)
-        if train_column.button(t("lessons.train"), key=f"lessons.train.{step.id}", type="primary", icon="🚀", width="stretch"):
+        if step.search:
+            left = len(result.runs) < step.search_runs
+            if train_column.button(t("lessons.search"), key=f"lessons.train.{step.id}", type="primary", icon="🎲", width="stretch",
+                                   disabled=not left, help=t("lessons.search_help", runs=step.search_runs)):  # fmt: skip
+                queue_search(step, result, int(epochs))
+        elif train_column.button(t("lessons.train"), key=f"lessons.train.{step.id}", type="primary", icon="🚀", width="stretch"):
             train_step(step, int(epochs), seed)
         if open_column.button(t("lessons.open_in_train"), key=f"lessons.open.{step.id}", icon="✏️", width="stretch"):
             open_in_train(step)

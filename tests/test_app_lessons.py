@@ -48,7 +48,7 @@ def test_every_lesson_shows_in_each_language(app_store, language):
         assert all(step.title[language] in shown for step in lesson.steps)
         assert at.dataframe[0].value.shape[0] == len(lesson.steps)
         steps_state = [caption.value for caption in at.caption if i18n.translate(language, "lessons.state.not_started") in caption.value]
-        assert len(steps_state) == sum(1 for step in lesson.steps if not step.ensemble)
+        assert len(steps_state) == sum(1 for step in lesson.steps if not step.ensemble and not step.search)
 
 
 def test_train_this_step_queues_a_run_of_this_browser_and_the_table_shows_it(app_store):
@@ -91,3 +91,23 @@ def test_a_third_queued_step_is_refused_with_the_reason_in_the_learners_language
     at.button(key="lessons.train.adam").click().run()
     assert len(app_store.list()) == 2
     assert [error.value for error in at.error] == [i18n.render("queue.owner_full", {"count": 2, "limit": 2}, "ko")]
+
+
+def test_a_random_search_queues_what_the_queue_takes_then_the_rest(app_store, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_MAX_QUEUED_PER_OWNER", "2")
+    at = lessons_page("en")
+    at.selectbox(key="lessons.choice").set_value("ng-depth-bias-variance").run()
+    at.button(key="lessons.train.random-search").click().run()
+    assert not at.error
+    step = syllabus.get("ng-depth-bias-variance").step("random-search")
+    runs = sorted(app_store.list(), key=lambda run: run.id)
+    assert len(runs) == 2  # the cap: two queued per browser
+    assert [{name: run.settings[name] for name in step.search} for run in runs] == [
+        syllabus.sample(step, access.key_hash(KEY), index) for index in range(2)
+    ]
+    assert all(syllabus.is_run_of(run, step) for run in runs)
+    for run in runs:  # they start: the next click queues the next two points, not the same ones again
+        app_store.transition(run.id, ("queued",), status="running")
+    at.button(key="lessons.train.random-search").click().run()
+    later = sorted(app_store.list(), key=lambda run: run.id)[2:]
+    assert [run.settings["learning_rate"] for run in later] == [syllabus.sample(step, access.key_hash(KEY), index)["learning_rate"] for index in (2, 3)]

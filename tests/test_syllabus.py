@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import re
 
 import pytest
@@ -107,3 +108,26 @@ def test_the_ladder_table_shows_the_books_figures_until_anything_is_measured(tmp
     assert [row["source"] for row in rows][:2] == [pytest.approx(0.978), pytest.approx(0.9878)]
     assert [row["source_epochs"] for row in rows] == [60, 60, 60, 60, 60, 60, 40, 40]
     assert all(row["layerlab"] is None and row["yours"] is None for row in rows)
+
+
+def test_a_random_search_samples_on_a_log_scale_per_learner_and_plots_finished_runs(store):
+    step = LESSONS["ng-depth-bias-variance"].step("random-search")
+    mine, theirs = access.key_hash(access.new_key()), access.key_hash(access.new_key())
+    points = [syllabus.sample(step, mine, index) for index in range(200)]
+    assert points[:3] == [syllabus.sample(step, mine, index) for index in range(3)]  # the same draw after a refresh
+    assert points[:8] != [syllabus.sample(step, theirs, index) for index in range(8)]  # another learner, other points
+    for name, (low, high) in step.search.items():
+        exponents = [math.log10(point[name]) for point in points]
+        assert low - 0.01 <= min(exponents) and max(exponents) <= high + 0.01
+        # Uniform in the exponent: each half of the range holds roughly half of the points (a linear draw would put ~90% in the top one).
+        assert 60 <= sum(exponent < (low + high) / 2 for exponent in exponents) <= 140
+    # A run with a sampled learning rate and λ is still this step's; its best validation accuracy becomes a point.
+    service = JobService(store)
+    me = access.Actor(key_hash=mine)
+    run_id = service.submit(step.network, step.train_settings(**points[0], epochs=1, max_steps=5, device="cpu"), actor=me)
+    store.transition(run_id, ("queued",), status="running")
+    assert runner.execute(store, run_id) == "succeeded"
+    (result,) = [result for result in syllabus.progress(LESSONS["ng-depth-bias-variance"], store.list(), mine) if result.step is step]
+    (point,) = syllabus.search_points(result)
+    assert point["learning_rate"] == points[0]["learning_rate"] and point["l2"] == points[0]["l2"]
+    assert point["accuracy"] == store.get(run_id).best_validation_accuracy

@@ -182,6 +182,24 @@ def overlay_curves(series: list[tuple[str, list[dict]]], language: str = "en") -
     return _curve_layout(figure, language, max((len(metrics) for _, metrics in series), default=0))
 
 
+def search_scatter(points: list[dict], names: list[str], labels: dict[str, str], language: str = "en") -> go.Figure:
+    """Validation accuracy (percent) against each searched setting on a log axis, one panel a setting (random search)."""
+    figure = make_subplots(rows=1, cols=len(names), subplot_titles=[labels[name] for name in names], horizontal_spacing=0.12)
+    for column, name in enumerate(names, start=1):
+        figure.add_trace(
+            go.Scatter(
+                x=[point[name] for point in points], y=[point["accuracy"] * 100 for point in points], mode="markers",
+                marker={"size": 10, "color": "#2563eb"}, text=[f"#{point['id']}" for point in points], showlegend=False,
+                hovertemplate="%{text}: %{x:.3g} → %{y:.2f}%<extra></extra>",
+            ),
+            row=1, col=column,
+        )  # fmt: skip
+        figure.update_xaxes(type="log", title_text=labels[name], row=1, col=column)
+        figure.update_yaxes(title_text=translate(language, "runs.plot.validation_accuracy"), row=1, col=column)
+    figure.update_layout(height=320, margin={"l": 60, "r": 20, "t": 40, "b": 50})
+    return figure
+
+
 def blank() -> go.Figure:
     """An empty, transparent figure a few pixels high (see pages/common.py, which uses it to load Plotly early)."""
     figure = go.Figure()

@@ -11,8 +11,10 @@ through a lesson belongs to the owner key that trained it and survives any refre
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,6 +48,10 @@ class Step:
     claim_epochs: int | None
     view: str
     ensemble: int = 0  # > 0: the step's result is this many runs of it voting (the Inspect page's ensemble view)
+    # A random search (Ng, course 2): setting name → (low, high) exponents of 10, sampled uniformly on that log scale,
+    # for `search_runs` runs; the searched settings are free, like epochs and seed.
+    search: dict[str, tuple[float, float]] = field(default_factory=dict)
+    search_runs: int = 0
 
     def train_settings(self, **overrides) -> TrainSettings:
         return TrainSettings.from_dict({**self.settings, **overrides})
@@ -84,12 +90,17 @@ def _step(values: dict, lesson_id: str) -> Step:
     TrainSettings.from_dict(settings).validate()  # SettingsError names the setting
     claim = values.get("claim", preset.book_accuracy if preset and "claim" not in values else None)
     claim_epochs = values.get("claim_epochs", preset.book_epochs if preset and "claim_epochs" not in values else None)
+    search = {name: (float(low), float(high)) for name, (low, high) in values.get("search", {}).items()}
+    if search:
+        trial = {name: 10.0**high for name, (_, high) in search.items()}
+        TrainSettings.from_dict({**settings, **trial}).validate()  # the range's top must be a valid setting too
     view = values.get("view", "runs")
     if view not in VIEWS:
         raise LessonError("lesson.unknown_view", where=where, value=repr(view), names=", ".join(VIEWS))
     return Step(
         id=step_id, title=_texts(values, "title", where), text=_texts(values, "text", where), network=network, settings=settings,
         preset=preset.name if preset else None, claim=claim, claim_epochs=claim_epochs, view=view, ensemble=int(values.get("ensemble", 0)),
+        search=search, search_runs=int(values.get("search_runs", 8 if search else 0)),
     )  # fmt: skip
 
 
@@ -132,7 +143,8 @@ def is_run_of(run: Run, step: Step) -> bool:
     dataset = step.settings.get("dataset", "mnist")
     if run.dataset != dataset:
         return False
-    fixed = {name: value for name, value in step.train_settings().to_dict().items() if name in step.settings and name not in FREE_SETTINGS}
+    free = FREE_SETTINGS | set(step.search)
+    fixed = {name: value for name, value in step.train_settings().to_dict().items() if name in step.settings and name not in free}
     if any(run.settings.get(name) != value for name, value in fixed.items()):
         return False
     return json.dumps(run.spec, sort_keys=True) == _validated_spec(json.dumps(step.network, sort_keys=True), dataset)
@@ -165,6 +177,26 @@ def progress(lesson: Lesson, runs: list[Run], owner_key_hash: str | None) -> lis
         best = max(measured, key=lambda run: (run.test_accuracy, run.epochs_done)) if measured else None
         results.append(StepResult(step, matching, best))
     return results
+
+
+def sample(step: Step, owner_key_hash: str | None, index: int) -> dict[str, float]:
+    """The `index`-th point of this learner's random search: each searched setting drawn uniformly in log10, 3 significant digits.
+
+    Seeded by the owner and the index, so a refresh or a second click never draws a point twice, and two learners differ.
+    """
+    digest = hashlib.sha256(f"{owner_key_hash}:{step.id}:{index}".encode()).digest()
+    generator = random.Random(int.from_bytes(digest[:8], "big"))
+    return {name: float(f"{10.0 ** generator.uniform(low, high):.3g}") for name, (low, high) in sorted(step.search.items())}
+
+
+def search_points(result: StepResult) -> list[dict]:
+    """The finished runs of a search step: their searched settings and best validation accuracy, for the scatter plot."""
+    points = []
+    for run in result.runs:
+        if run.best_validation_accuracy is None:
+            continue
+        points.append({"id": run.id, "accuracy": run.best_validation_accuracy, **{name: run.settings.get(name) for name in result.step.search}})
+    return points
 
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "docs" / "ladder.json"
