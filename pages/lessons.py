@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from core.views import plots, run_views, syllabus
+from core.views import inspection, plots, run_views, syllabus
 from core.views.i18n import render_any
+from pages import inspect_widgets
 from pages.common import actor, language, require_frame, select_run, service, t
 
 require_frame()
@@ -151,6 +152,81 @@ def lesson_body(lesson: syllabus.Lesson, polling: bool) -> None:
         step_box(index, result)
 
 
+def neuron_demo(step: syllabus.Step) -> None:
+    """ml4a's neuron: two inputs, their weights and a bias on sliders; the weighted sum and each activation's output."""
+    st.markdown(f"**{step.title[language()]}**")
+    st.write(step.text[language()])
+    columns = st.columns(5)
+    names = ("x1", "x2", "w1", "w2", "b")
+    defaults = (0.5, -1.0, 1.5, 0.8, 0.2)
+    values = [
+        column.slider(t(f"lessons.neuron.{name}"), -3.0, 3.0, default, 0.1, key=f"lessons.neuron.{step.id}.{name}")
+        for column, name, default in zip(columns, names, defaults, strict=True)
+    ]
+    x1, x2, w1, w2, b = values
+    out = syllabus.neuron([x1, x2], [w1, w2], b)
+    def term(value: float) -> str:
+        return f"({value:g})" if value < 0 else f"{value:g}"
+
+    st.markdown(t("lessons.neuron.sum", z=f"{out['z']:.2f}", w1=term(w1), x1=term(x1), w2=term(w2), x2=term(x2), b=term(b)))
+    shown = st.columns(3)
+    for column, name in zip(shown, syllabus.ACTIVATIONS, strict=True):
+        column.metric(t(f"lessons.neuron.{name}"), f"{out[name]:.3f}")
+    st.plotly_chart(plots.activation_curves(out["z"], language()), key=f"lessons.neuron.{step.id}.plot", config=plots.CHART_CONFIG)
+
+
+def _advance(key: str) -> None:
+    st.session_state[key] = st.session_state.get(key, 0) + 1
+
+
+def next_sample_demo(step: syllabus.Step, results: dict[str, syllabus.StepResult]) -> None:
+    """ml4a's "next sample": the learner's run of the step it uses classifies test digit after test digit."""
+    st.markdown(f"**{step.title[language()]}**")
+    st.write(step.text[language()])
+    used = results.get(step.uses)
+    if used is None or used.best is None:
+        st.info(t("lessons.needs_run", step=lesson.step(step.uses).title[language()]))
+        return
+    index_key, play_key = f"lessons.sample.{step.id}", f"lessons.sample.{step.id}.play"
+    playing = st.toggle(t("lessons.sample.play"), key=play_key)
+
+    def body() -> None:
+        try:
+            predicted = inspect_widgets.predictions(used.best.id)
+            loaded = inspect_widgets.loaded_run(used.best.id)
+        except inspection.ERRORS as error:
+            st.error(render_any(error, language()))
+            return
+        if playing:
+            _advance(index_key)
+        shown = syllabus.next_sample(predicted.labels, predicted.probabilities, st.session_state.get(index_key, 0))
+        image, words = st.columns([1, 3], vertical_alignment="center")
+        image.image(loaded.splits.test_images[shown["index"]].numpy(), width=140)
+        verdict = "lessons.sample.right" if shown["guess"] == shown["label"] else "lessons.sample.wrong"
+        words.markdown(t("lessons.sample.guess", guess=shown["guess"], confidence=run_views.percent(shown["confidence"]),
+                         index=shown["index"], label=shown["label"]) + "  \n" + t(verdict))  # fmt: skip
+        words.caption(t("lessons.sample.score", right=shown["right"], seen=shown["seen"], id=used.best.id))
+        words.button(t("lessons.sample.next"), key=f"{index_key}.next", on_click=_advance, args=(index_key,), icon="⏭️")
+
+    st.fragment(run_every=1.5 if playing else None)(body)()
+
+
+def demo_box(step: syllabus.Step, results: dict[str, syllabus.StepResult]) -> None:
+    with st.container(border=True, key=f"lesson_step_{step.id}"):
+        if step.demo == "neuron":
+            neuron_demo(step)
+        elif step.demo == "next-sample":
+            next_sample_demo(step, results)
+        else:  # "forward-pass": where to look, with the run it needs
+            st.markdown(f"**{step.title[language()]}**")
+            st.write(step.text[language()])
+            used = results.get(step.uses)
+            if used is None or used.best is None:
+                st.info(t("lessons.needs_run", step=lesson.step(step.uses).title[language()]))
+            else:
+                st.page_link(VIEW_PAGES[step.view], label=t(f"lessons.view.{step.view}"), icon="🔎")
+
+
 st.title(t("lessons.title"))
 if (queued := st.session_state.pop("lessons_queued", None)) is not None:
     st.toast(t("lessons.queued", id=queued), icon="🚀")
@@ -162,5 +238,15 @@ st.caption(t("lessons.source", source=lesson.source[language()]))
 st.write(lesson.intro[language()])
 if actor().key_hash is None:
     st.info(t("lessons.no_key"))
-active = any(result.active for result in syllabus.progress(lesson, service().store.list(limit=500), actor().key_hash))
-st.fragment(run_every=2.0 if active else None)(lesson_body)(lesson, active)
+results = syllabus.progress(lesson, service().store.list(limit=500), actor().key_hash)
+active = any(result.active for result in results)
+by_step = {result.step.id: result for result in results}
+# Demos train nothing: those before the first training step come first, the rest after the steps (outside the polling part).
+first = next((index for index, step in enumerate(lesson.steps) if not step.demo), len(lesson.steps))
+for step in lesson.steps[:first]:
+    demo_box(step, by_step)
+if results:
+    st.fragment(run_every=2.0 if active else None)(lesson_body)(lesson, active)
+for step in lesson.steps[first:]:
+    if step.demo:
+        demo_box(step, by_step)

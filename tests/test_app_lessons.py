@@ -46,9 +46,9 @@ def test_every_lesson_shows_in_each_language(app_store, language):
         shown = " ".join(element.value for element in at.markdown)
         assert lesson.intro[language] in shown
         assert all(step.title[language] in shown for step in lesson.steps)
-        assert at.dataframe[0].value.shape[0] == len(lesson.steps)
+        assert at.dataframe[0].value.shape[0] == sum(1 for step in lesson.steps if not step.demo)
         steps_state = [caption.value for caption in at.caption if i18n.translate(language, "lessons.state.not_started") in caption.value]
-        assert len(steps_state) == sum(1 for step in lesson.steps if not step.ensemble and not step.search)
+        assert len(steps_state) == sum(1 for step in lesson.steps if not (step.ensemble or step.search or step.demo))
 
 
 def test_train_this_step_queues_a_run_of_this_browser_and_the_table_shows_it(app_store):
@@ -111,3 +111,29 @@ def test_a_random_search_queues_what_the_queue_takes_then_the_rest(app_store, mo
     at.button(key="lessons.train.random-search").click().run()
     later = sorted(app_store.list(), key=lambda run: run.id)[2:]
     assert [run.settings["learning_rate"] for run in later] == [syllabus.sample(step, access.key_hash(KEY), index)["learning_rate"] for index in (2, 3)]
+
+
+def test_the_ml4a_demos_a_neuron_and_the_next_sample_classifier(app_store):
+    at = lessons_page("en")
+    at.selectbox(key="lessons.choice").set_value("ml4a-neural-networks").run()
+    assert any(i18n.translate("en", "lessons.needs_run", step="") .split('"')[0] in info.value for info in at.info)
+    at.slider(key="lessons.neuron.neuron.b").set_value(-3.0).run()
+    z = 1.5 * 0.5 + 0.8 * -1.0 - 3.0
+    assert any(f"**{z:.2f}**" in element.value for element in at.markdown)
+    relu = [metric for metric in at.metric if metric.label == "ReLU"][0]
+    assert relu.value == "0.000"
+
+    # The learner trains the small net (a real, short run), and the next-sample demo reads test digits with it.
+    step = syllabus.get("ml4a-neural-networks").step("small-net")
+    from core.jobs import runner
+
+    run_id = app_store.create(step.network, step.train_settings(epochs=1, max_steps=30, device="cpu").to_dict(), status="running",
+                              owner_key_hash=access.key_hash(KEY))  # fmt: skip
+    assert runner.execute(app_store, run_id) == "succeeded"
+    at.run()
+    guess = [element.value for element in at.markdown if "#0" in element.value]
+    assert guess and "**" in guess[0], [element.value for element in at.markdown]
+    at.button(key="lessons.sample.next-sample.next").click().run()
+    assert any("#1" in element.value for element in at.markdown)
+    scores = [caption.value for caption in at.caption if f"out of 2 (run #{run_id})" in caption.value]
+    assert scores and scores[0] in {i18n.translate("en", "lessons.sample.score", right=right, seen=2, id=run_id) for right in range(3)}

@@ -16,7 +16,7 @@ from core.training.loop import train
 from core.views import syllabus
 
 LESSONS = syllabus.all_lessons()
-STEPS = [(lesson.id, step.id) for lesson in LESSONS.values() for step in lesson.steps]
+STEPS = [(lesson.id, step.id) for lesson in LESSONS.values() for step in lesson.steps if not step.demo]
 HANGUL = re.compile("[\uac00-\ud7a3]")
 
 
@@ -131,3 +131,34 @@ def test_a_random_search_samples_on_a_log_scale_per_learner_and_plots_finished_r
     (point,) = syllabus.search_points(result)
     assert point["learning_rate"] == points[0]["learning_rate"] and point["l2"] == points[0]["l2"]
     assert point["accuracy"] == store.get(run_id).best_validation_accuracy
+
+
+def test_the_neuron_demo_computes_the_weighted_sum_and_each_activation():
+    out = syllabus.neuron([0.5, -1.0], [1.5, 0.8], 0.2)
+    assert out["z"] == pytest.approx(1.5 * 0.5 - 0.8 + 0.2)
+    assert out["sigmoid"] == pytest.approx(1 / (1 + math.exp(-out["z"])))
+    assert out["tanh"] == pytest.approx(math.tanh(out["z"]))
+    assert out["relu"] == pytest.approx(max(0.0, out["z"]))
+    assert syllabus.neuron([1.0], [-2.0], 0.0)["relu"] == 0.0
+
+
+def test_next_sample_walks_the_test_digits_and_keeps_the_score():
+    import numpy as np
+
+    labels = np.array([3, 1, 4, 1])
+    probabilities = np.eye(10)[[3, 7, 4, 1]] * 0.9 + 0.01  # right, wrong, right, right
+    shown = [syllabus.next_sample(labels, probabilities, index) for index in range(5)]
+    assert [item["guess"] for item in shown[:4]] == [3, 7, 4, 1]
+    assert [(item["right"], item["seen"]) for item in shown[:4]] == [(1, 1), (1, 2), (2, 3), (3, 4)]
+    assert shown[4]["index"] == 0  # wraps round after the last digit
+    assert shown[0]["confidence"] == pytest.approx(0.91)
+
+
+def test_a_demo_must_use_a_training_step_of_its_lesson():
+    good = json.loads((syllabus.LESSON_DIR / "ml4a-neural-networks.json").read_text(encoding="utf-8"))
+    bad = copy.deepcopy(good)
+    bad["steps"][3]["uses"] = "neuron"  # a demo, not a run
+    with pytest.raises(syllabus.LessonError) as caught:
+        syllabus.parse(bad, "broken")
+    assert caught.value.code == "lesson.bad_uses"
+    assert [result.step.id for result in syllabus.progress(syllabus.parse(good, "ml4a"), [], None)] == ["small-net"]

@@ -200,6 +200,25 @@ def search_scatter(points: list[dict], names: list[str], labels: dict[str, str],
     return figure
 
 
+def activation_curves(z: float, language: str = "en") -> go.Figure:
+    """Sigmoid, tanh and ReLU over [-4, 4], with each one's output at the neuron's weighted sum `z` marked."""
+    xs = [x / 20 for x in range(-80, 81)]
+    functions = {
+        "sigmoid": (lambda v: 1 / (1 + math.exp(-v)), "#2563eb"),
+        "tanh": (math.tanh, "#059669"),
+        "relu": (lambda v: max(0.0, v), "#ea580c"),
+    }
+    figure = go.Figure()
+    shown = max(-4.0, min(4.0, z))
+    for name, (function, colour) in functions.items():
+        label = translate(language, f"lessons.neuron.{name}")
+        figure.add_trace(go.Scatter(x=xs, y=[function(x) for x in xs], mode="lines", name=label, line={"color": colour}))
+        figure.add_trace(go.Scatter(x=[shown], y=[function(shown)], mode="markers", marker={"size": 11, "color": colour}, showlegend=False))
+    figure.add_vline(x=shown, line={"dash": "dot", "color": "#9ca3af"})
+    figure.update_layout(height=300, margin={"l": 50, "r": 20, "t": 20, "b": 40}, xaxis_title="z", yaxis_range=[-1.2, 4.2])
+    return figure
+
+
 def blank() -> go.Figure:
     """An empty, transparent figure a few pixels high (see pages/common.py, which uses it to load Plotly early)."""
     figure = go.Figure()

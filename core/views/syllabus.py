@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,6 +31,9 @@ LESSON_DIR = Path(__file__).resolve().parents[2] / "assets" / "lessons"
 FREE_SETTINGS = frozenset({"epochs", "seed"})
 # Where a step's result is seen: the page the step's "Open" link goes to.
 VIEWS = ("train", "runs", "inspect", "attack", "draw")
+# Steps that train nothing: a neuron to play with, the "next sample" classifier (ml4a) over the run of the step
+# it `uses`, and a pointer to a view that shows a pass through the network layer by layer.
+DEMOS = ("neuron", "next-sample", "forward-pass")
 
 
 class LessonError(LayerLabError, ValueError):
@@ -52,6 +56,8 @@ class Step:
     # for `search_runs` runs; the searched settings are free, like epochs and seed.
     search: dict[str, tuple[float, float]] = field(default_factory=dict)
     search_runs: int = 0
+    demo: str = ""  # one of DEMOS: the step trains nothing
+    uses: str = ""  # for "next-sample" and "forward-pass": the id of the step whose run they show
 
     def train_settings(self, **overrides) -> TrainSettings:
         return TrainSettings.from_dict({**self.settings, **overrides})
@@ -84,7 +90,12 @@ def _step(values: dict, lesson_id: str) -> Step:
     where = f"{lesson_id}/{step_id}"
     preset = presets.get(values["preset"]) if values.get("preset") else None
     network = values.get("network") or (preset.network if preset else None)
-    if not isinstance(network, dict):
+    demo = str(values.get("demo", ""))
+    if demo and demo not in DEMOS:
+        raise LessonError("lesson.unknown_demo", where=where, value=repr(demo), names=", ".join(DEMOS))
+    if demo:
+        network = network or {}
+    elif not isinstance(network, dict):
         raise LessonError("lesson.no_network", where=where)
     settings = {**(preset.settings if preset else {}), **values.get("settings", {})}
     TrainSettings.from_dict(settings).validate()  # SettingsError names the setting
@@ -100,7 +111,7 @@ def _step(values: dict, lesson_id: str) -> Step:
     return Step(
         id=step_id, title=_texts(values, "title", where), text=_texts(values, "text", where), network=network, settings=settings,
         preset=preset.name if preset else None, claim=claim, claim_epochs=claim_epochs, view=view, ensemble=int(values.get("ensemble", 0)),
-        search=search, search_runs=int(values.get("search_runs", 8 if search else 0)),
+        search=search, search_runs=int(values.get("search_runs", 8 if search else 0)), demo=demo, uses=str(values.get("uses", "")),
     )  # fmt: skip
 
 
@@ -108,6 +119,10 @@ def parse(values: dict, lesson_id: str) -> Lesson:
     steps = tuple(_step(step, lesson_id) for step in values.get("steps", []))
     if not steps or len({step.id for step in steps}) != len(steps) or not all(step.id for step in steps):
         raise LessonError("lesson.bad_steps", lesson=lesson_id)
+    trained = {step.id for step in steps if not step.demo}
+    for step in steps:
+        if step.demo in ("next-sample", "forward-pass") and step.uses not in trained:
+            raise LessonError("lesson.bad_uses", where=f"{lesson_id}/{step.id}", value=repr(step.uses))
     return Lesson(
         id=lesson_id, source=_texts(values, "source", lesson_id), title=_texts(values, "title", lesson_id), intro=_texts(values, "intro", lesson_id),
         steps=steps,
@@ -172,6 +187,8 @@ def progress(lesson: Lesson, runs: list[Run], owner_key_hash: str | None) -> lis
     own = run_views.owned_by(runs, owner_key_hash)
     results = []
     for step in lesson.steps:
+        if step.demo:
+            continue
         matching = tuple(sorted((run for run in own if is_run_of(run, step)), key=lambda run: -run.id))
         measured = [run for run in matching if run.test_accuracy is not None]
         best = max(measured, key=lambda run: (run.test_accuracy, run.epochs_done)) if measured else None
@@ -197,6 +214,30 @@ def search_points(result: StepResult) -> list[dict]:
             continue
         points.append({"id": run.id, "accuracy": run.best_validation_accuracy, **{name: run.settings.get(name) for name in result.step.search}})
     return points
+
+
+ACTIVATIONS = {
+    "sigmoid": lambda z: 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0,
+    "tanh": math.tanh,
+    "relu": lambda z: max(0.0, z),
+}
+
+
+def neuron(inputs: list[float], weights: list[float], bias: float) -> dict[str, float]:
+    """One neuron: its weighted sum z = w·x + b and what each activation function makes of it (ml4a's first picture)."""
+    z = sum(weight * value for weight, value in zip(weights, inputs, strict=True)) + bias
+    return {"z": z, **{name: function(z) for name, function in ACTIVATIONS.items()}}
+
+
+def next_sample(labels, probabilities, index: int) -> dict:
+    """Test digit `index` (wrapping round) as the "next sample" demo shows it: the label, the guess, how sure, and the score so far."""
+    count = len(labels)
+    index %= count
+    row = probabilities[index]
+    guess = int(row.argmax())
+    seen = index + 1
+    right = int((probabilities[:seen].argmax(axis=1) == labels[:seen]).sum())
+    return {"index": index, "label": int(labels[index]), "guess": guess, "confidence": float(row[guess]), "right": right, "seen": seen}
 
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "docs" / "ladder.json"
