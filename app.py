@@ -19,6 +19,7 @@ navigation = st.navigation(
         st.Page("pages/draw.py", title=t("nav.draw"), icon="✏️"),
         st.Page("pages/attack.py", title=t("nav.attack"), icon="🎯"),
         st.Page("pages/lessons.py", title=t("nav.lessons"), icon="🎓"),
+        st.Page("pages/present.py", title=t("nav.present"), icon="📽️"),
     ]
 )
 sidebar()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.jobs import access
+from core.jobs import access, lesson_links
 from core.jobs.service import JobService
 from core.jobs.store import RunStore
 from core.training import device as devices
@@ -97,6 +97,19 @@ def actor() -> access.Actor:
     return access.Actor.for_key(st.session_state.owner_key, teacher=bool(st.session_state.get("teacher")) and teacher_gate().enabled)
 
 
+def lesson_link() -> lesson_links.LessonLink | None:
+    """The lesson link this browser opened (?lesson=…), or None; an unknown or crafted one is said once and dropped."""
+    link_id = st.session_state.get("lesson_link")
+    if not link_id:
+        return None
+    try:
+        return service().lesson_link(link_id)
+    except lesson_links.LessonLinkError as error:
+        st.error(error.render(language()))
+        st.session_state.lesson_link = None
+        return None
+
+
 def plain(text: str) -> str:
     """A name someone typed, escaped for st.markdown, st.caption and st.subheader: it shows as typed, never as Markdown or HTML."""
     return access.markdown_literal(text)
@@ -130,6 +143,8 @@ def init_state() -> None:
         st.session_state.owner_key_new = not access.valid_key(key)
     if "selected_run" not in st.session_state:
         st.session_state.selected_run = run_from_url(st.query_params.get("run", ""))
+    if "lesson_link" not in st.session_state:
+        st.session_state.lesson_link = st.query_params.get("lesson", "") or None
     if "network" not in st.session_state:
         init_network(draft)
 
@@ -144,6 +159,7 @@ def keep_in_url() -> None:
     wanted = {"lang": language(), "draft": st.session_state.draft_key, "owner": st.session_state.owner, "key": st.session_state.owner_key}
     if st.session_state.get("selected_run"):
         wanted["run"] = str(st.session_state.selected_run)
+    wanted["lesson"] = st.session_state.get("lesson_link") or ""
     for name, value in wanted.items():
         if not value:
             st.query_params.pop(name, None)

@@ -4,15 +4,16 @@ import time
 
 import streamlit as st
 
+from core.jobs import access, lesson_links
 from core.jobs.store import QueueFull, RunNotFound
 from core.model.vocabulary import SpecError
 from core.training.presets import DEFAULT_PRESET
 from core.training.presets import get as get_preset
 from core.training.settings import SettingsError
 from core.views.i18n import render_any
-from core.views import builder_state, plots, run_views, train_form
+from core.views import builder_state, leaderboard, plots, run_views, train_form
 from pages import run_widgets
-from pages.common import actor, device_label, language, require_frame, save_draft, select_run, service, t
+from pages.common import actor, device_label, language, lesson_link, require_frame, save_draft, select_run, service, t
 
 require_frame()
 
@@ -24,24 +25,45 @@ def preview(dataset: str, augmentation: tuple) -> object:
     return train_form.augmentation_preview(dataset, dict(zip(train_form.AUGMENTATION_FIELDS, augmentation)))
 
 
-def reset_settings(preset: str | None) -> None:
-    """Button callback: back to the preset's settings (widget keys go, so widgets take the new values)."""
+def reset_settings(preset: str | None, link: lesson_links.LessonLink | None = None) -> None:
+    """Button callback: back to the lesson link's or the preset's settings (widget keys go, so widgets take the new values)."""
     for key in [key for key in st.session_state if str(key).startswith("train.")]:
         del st.session_state[key]
-    st.session_state.settings = train_form.default_settings(preset)
+    st.session_state.settings = dict(link.settings) if link else train_form.default_settings(preset)
+
+
+def apply_lesson_link(link: lesson_links.LessonLink) -> None:
+    """A lesson link opened for the first time in this session: its network and settings replace the session's."""
+    if st.session_state.get("lesson_link_applied") == link.id:
+        return
+    st.session_state.network, st.session_state.preset = dict(link.network), None
+    st.session_state.settings_preset = None
+    reset_settings(None, link)
+    st.session_state.lesson_link_applied = link.id
+
+
+def locked(name: str) -> bool:
+    return LINK is not None and LINK.locks(name)
 
 
 def field_widget(form_field: train_form.FormField, value: object) -> object:
     name, key = form_field.name, f"train.{form_field.name}"
     label, hint, value = t(f"train.field.{name}"), t(f"train.hint.{name}"), form_field.coerce(value)
+    disabled = locked(name)
+    if disabled:  # the lesson link's value, whatever the widget held; the service refuses any other anyway
+        value = form_field.coerce(LINK.settings.get(name, value))
+        st.session_state[key] = value
+        hint = f"{t('lesson_link.locked_hint')} {hint}"
     if form_field.kind == "bool":
-        return st.toggle(label, value=value, help=hint, key=key)
+        return st.toggle(label, value=value, help=hint, key=key, disabled=disabled)
     if form_field.kind == "choice":
         choices = form_field.choices
         names = {choice: t(f"train.choice.{choice}") for choice in choices}  # AppTest calls format_func outside the run
-        return st.selectbox(label, choices, choices.index(value), format_func=names.get, help=hint, key=key)
+        return st.selectbox(label, choices, choices.index(value), format_func=names.get, help=hint, key=key, disabled=disabled)
     number_format = "%d" if form_field.kind == "int" else "%g"
-    return st.number_input(label, form_field.minimum, form_field.maximum, value, form_field.step, number_format, help=hint, key=key)
+    return st.number_input(
+        label, form_field.minimum, form_field.maximum, value, form_field.step, number_format, help=hint, key=key, disabled=disabled
+    )
 
 
 def my_digits_widget(values: dict) -> bool:
@@ -59,6 +81,9 @@ def my_digits_widget(values: dict) -> bool:
 def dropout_widgets(network: dict) -> None:
     """The network's dropout layers, whose p is edited here and written back to the session's network."""
     layers = train_form.dropout_layers(network)
+    if locked(lesson_links.NETWORK):
+        st.caption(t("lesson_link.network_locked"))
+        return
     if not layers:
         st.caption(t("train.no_dropout"))
         st.page_link("pages/build.py", label=t("train.edit_on_build"), icon="🧱")
@@ -157,8 +182,10 @@ def resume_button(run) -> None:
 def start(network: dict, values: dict, name: str) -> None:
     settings, _ = train_form.parse(values)
     try:
-        run_id = service().submit(network, settings, owner=st.session_state.owner, name=name, actor=actor())
-    except (SpecError, SettingsError, QueueFull) as error:  # QueueFull: this browser already has its share of the queue
+        run_id = service().submit(
+            network, settings, owner=st.session_state.owner, name=name, actor=actor(), lesson_link=LINK.id if LINK else None
+        )
+    except (SpecError, SettingsError, QueueFull, lesson_links.LessonLinkError) as error:  # QueueFull: this browser already has its share
         st.error(error.render(language()))
         return
     service().ensure_scheduler()
@@ -211,11 +238,68 @@ def default_name(preset: str | None) -> str:
 
 
 def current_network() -> dict:
-    """The plain spec to train: Build's (with any dropout edits made here), else the default preset's."""
+    """The plain spec to train: the lesson link's when it locks the network, else Build's (with dropout edits), else the default preset's."""
+    if locked(lesson_links.NETWORK):
+        return builder_state.to_spec(LINK.network)
     return builder_state.to_spec(st.session_state.get("network") or get_preset(DEFAULT_PRESET).network)
 
 
+def lesson_link_banner(link: lesson_links.LessonLink) -> None:
+    names = [t("lesson_link.lock.network") if name == lesson_links.NETWORK else t(f"train.field.{name}") for name in link.locked]
+    title = access.markdown_literal(link.title or link.id)
+    st.info(t("lesson_link.banner", title=title, locked=", ".join(names)) if names else t("lesson_link.banner_unlocked", title=title), icon="🔒")
+
+
+def lesson_link_maker(network: dict, values: dict) -> None:
+    """The teacher's form: this network and these settings as a lesson link, with the chosen settings locked."""
+    with st.expander(t("lesson_link.make"), icon="🔗"):
+        title = st.text_input(t("lesson_link.title"), key="lesson_link.title", placeholder=t("lesson_link.title_placeholder"), max_chars=80)
+        labels = {name: t("lesson_link.lock.network") if name == lesson_links.NETWORK else t(f"train.field.{name}") for name in lesson_links.LOCK_CHOICES}
+        chosen = st.multiselect(t("lesson_link.locks"), lesson_links.LOCK_CHOICES, format_func=labels.get, key="lesson_link.locks")
+        if st.button(t("lesson_link.create"), key="lesson_link.create", icon="🔗"):
+            settings, error = train_form.parse(values)
+            try:
+                if error is not None:
+                    raise error
+                st.session_state.lesson_link_made = service().create_lesson_link(network, settings, chosen, title.strip(), actor())
+            except ValueError as problem:
+                st.error(render_any(problem, language()))
+        if made := st.session_state.get("lesson_link_made"):
+            base = (getattr(st.context, "url", "") or "").split("?")[0].rsplit("/", 1)[0]
+            st.write(t("lesson_link.made"))
+            st.code(f"{base}/train?lesson={made}&lang={language()}", language=None)
+            st.page_link("pages/present.py", label=t("lesson_link.present"), icon="📽️",
+                         query_params={"lesson": made, "key": st.session_state.owner_key, "lang": language()})  # fmt: skip
+
+
+def leaderboard_view(link_id: str) -> None:
+    """The lesson link's leaderboard, redrawn every two seconds while any of its runs is active."""
+    try:
+        link = service().lesson_link(link_id)
+    except lesson_links.LessonLinkError:
+        return
+    runs = service().store.lesson_link_runs(link.id)
+    st.subheader(t("leaderboard.title"), help=t("leaderboard.help"))
+    table(leaderboard.rows(runs, link.hide_names, language()))
+
+
+def table(rows: list) -> None:
+    if not rows:
+        st.caption(t("leaderboard.empty"))
+        return
+    st.dataframe(
+        [{"rank": row.rank, "name": row.name, "test_accuracy": run_views.percent(row.test_accuracy) if row.test_accuracy is not None else None,
+          "epochs": row.epochs, "time": run_views.format_duration(row.seconds), "status": t(f"common.status.{row.status}")} for row in rows],
+        hide_index=True, placeholder="–", key="train.leaderboard",
+        column_config={name: t(f"leaderboard.column.{name}") for name in ("rank", "name", "test_accuracy", "epochs", "time", "status")},
+    )  # fmt: skip
+
+
 st.title(t("train.title"))
+LINK = lesson_link()
+if LINK is not None:
+    apply_lesson_link(LINK)
+    lesson_link_banner(LINK)
 preset = train_form.preset_in_use(st.session_state.get("network"), st.session_state.get("preset"))
 if st.session_state.get("settings") is None or st.session_state.get("settings_preset") != preset:
     st.session_state.settings, st.session_state.settings_preset = train_form.default_settings(preset), preset
@@ -253,7 +337,9 @@ with form_column:
         blocked = bool(error or problem)
         if start_column.button(t("train.start"), type="primary", key="train.submit", disabled=blocked, icon="🚀", width="stretch"):
             start(network, values, name.strip() or suggested)
-        reset_column.button(t("train.reset"), key="train.reset", on_click=reset_settings, args=(preset,), width="stretch")
+        reset_column.button(t("train.reset"), key="train.reset", on_click=reset_settings, args=(preset, LINK), width="stretch")
+    if actor().teacher:
+        lesson_link_maker(network, values)
 
 with live_column:
     run_id = st.session_state.selected_run
@@ -266,4 +352,7 @@ with live_column:
         except RunNotFound:
             polling = False
         st.fragment(run_every=1.0 if polling else None)(live_view)(run_id, polling)
+    if LINK is not None:
+        active = any(run.status in ("queued", "running") for run in service().store.lesson_link_runs(LINK.id))
+        st.fragment(run_every=2.0 if active else None)(leaderboard_view)(LINK.id)
 save_draft()

@@ -39,7 +39,7 @@ from typing import Callable
 from dataclasses import dataclass
 
 from core.errors import Message
-from core.jobs import access, disk
+from core.jobs import access, disk, lesson_links
 from core.jobs.access import ADMIN, Actor
 from core.jobs.liveness import reconcile
 from core.jobs.locks import held, scheduler_pid, scheduler_running, start_lock_path
@@ -69,22 +69,56 @@ class JobService:
     def __init__(self, store: RunStore | None = None):
         self.store = store or RunStore()
 
-    def submit(self, network: dict, settings: TrainSettings, owner: str = "", name: str = "", actor: Actor = ADMIN) -> int:
+    def submit(
+        self, network: dict, settings: TrainSettings, owner: str = "", name: str = "", actor: Actor = ADMIN, lesson_link: str | None = None,
+    ) -> int:
         """Validate and queue a run owned by `actor`'s key; returns its id.
 
-        Raises SpecError/SettingsError for bad input, and QueueFull when the actor already has
-        `max_queued_per_owner()` runs queued (the teacher and the administrator have no cap).
+        Raises SpecError/SettingsError for bad input, QueueFull when the actor already has
+        `max_queued_per_owner()` runs queued (the teacher and the administrator have no cap), and
+        LessonLinkError for an unknown `lesson_link` or a submission that changes what it locks.
         The owner's name and the run's name are stored sanitised (`access.display_name`).
-        """
+        """  # fmt: skip
         from core.model import network as networks  # torch: only a submission needs shapes
 
         settings.validate()
         summary = networks.validate(network, settings.dataset)
+        if lesson_link is not None:
+            link = self.lesson_link(lesson_link)
+            lesson_links.check_submission(link, summary.spec, networks.validate(link.network, settings.dataset).spec, settings)
         return self.store.create(
             summary.spec, settings.to_dict(), name=access.display_name(name, limit=80), owner=access.display_name(owner), status="queued",
             parameters=summary.total_parameters, owner_key_hash=actor.key_hash,
-            queued_cap=None if actor.oversees else max_queued_per_owner(),
+            queued_cap=None if actor.oversees else max_queued_per_owner(), lesson_link=lesson_link,
         )  # fmt: skip
+
+    def create_lesson_link(self, network: dict, settings: TrainSettings, locked: list[str], title: str, actor: Actor) -> str:
+        """The teacher's new lesson link for this network and these settings; returns its id. Only the teacher (or admin) may."""
+        from core.model import network as networks
+
+        if not actor.oversees:
+            raise access.AccessDenied("access.teacher_only")
+        settings.validate()
+        networks.validate(network, settings.dataset)
+        link_id = lesson_links.new_id()
+        self.store.create_lesson_link(
+            link_id, access.display_name(title, limit=80), network, settings.to_dict(), lesson_links.checked_locks(locked)
+        )
+        return link_id
+
+    def lesson_link(self, link_id: str) -> lesson_links.LessonLink:
+        """The lesson link, or LessonLinkError: `lesson_link.malformed` for a crafted id, `lesson_link.unknown` for none such."""
+        row = self.store.lesson_link(lesson_links.checked_id(link_id))
+        if row is None:
+            raise lesson_links.LessonLinkError("lesson_link.unknown", value=link_id)
+        return lesson_links.from_row(row)
+
+    def hide_names(self, link_id: str, hidden: bool, actor: Actor) -> None:
+        """Whether the link's leaderboard and presenter view show names; only the teacher (or admin) may change it."""
+        if not actor.oversees:
+            raise access.AccessDenied("access.teacher_only")
+        self.lesson_link(link_id)
+        self.store.set_lesson_link_names_hidden(link_id, hidden)
 
     def _checked(self, run_id: int, actor: Actor) -> Run:
         """The run, after checking that `actor` may act on it (RunNotFound, AccessDenied)."""

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS runs (
     name TEXT NOT NULL DEFAULT '',
     owner TEXT NOT NULL DEFAULT '',
     owner_key_hash TEXT,             -- SHA-256 of the owner's browser key (core.jobs.access); NULL: made before classroom mode
+    lesson_link TEXT,                -- the teacher's lesson link the run was made from (core.jobs.lesson_links); NULL: none
     dataset TEXT NOT NULL,
     spec TEXT NOT NULL,              -- the network spec as JSON
     settings TEXT NOT NULL,          -- TrainSettings as JSON
@@ -88,6 +89,17 @@ CREATE TABLE IF NOT EXISTS metrics (
     """
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status)
 """,
+    """
+CREATE TABLE IF NOT EXISTS lesson_links (
+    id TEXT PRIMARY KEY,             -- the random id in the link's address (?lesson=…)
+    title TEXT NOT NULL DEFAULT '',
+    spec TEXT NOT NULL,              -- the network as the teacher built it, as JSON
+    settings TEXT NOT NULL,          -- TrainSettings as JSON
+    locked TEXT NOT NULL,            -- JSON list of locked names: "network" and TrainSettings fields
+    hide_names INTEGER NOT NULL DEFAULT 0, -- the leaderboard and presenter view show "Student N" instead of names
+    created_at REAL NOT NULL
+)
+""",
 )
 
 
@@ -97,7 +109,8 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status)
 # version 2 keeps a run's message as a code and parameters (message_code, message_params);
 # version 3 adds metrics.robust_accuracy (adversarial training's per-epoch PGD accuracy; NULL in older rows).
 # version 4 records who may act on a run (owner_key_hash; older runs keep NULL, owned by nobody but the teacher and admin).
-SCHEMA_VERSION = 4
+# version 5 adds the teacher's lesson links (table lesson_links) and the link a run was made from (runs.lesson_link).
+SCHEMA_VERSION = 5
 # How long a write waits for another process's write lock before "database is locked".
 BUSY_TIMEOUT_SECONDS = 30
 # SQLite's rowids are signed 64-bit integers; a larger id can name no run.
@@ -158,6 +171,7 @@ class Run:
     test_accuracy: float | None
     seconds: float
     owner_key_hash: str | None = None  # who may act on it (core.jobs.access); None for runs made before classroom mode
+    lesson_link: str | None = None  # the lesson link it was made from (core.jobs.lesson_links), if any
     message_code: str | None = None  # None for a message stored as text only (older rows, plain notes)
     message_params: dict = field(default_factory=dict)
     metrics: list[dict] = field(default_factory=list)
@@ -237,7 +251,7 @@ class RunStore:
 
     def create(
         self, spec: dict, settings: dict, *, name: str = "", owner: str = "", status: str = "queued", parameters: int = 0,
-        owner_key_hash: str | None = None, queued_cap: int | None = None,
+        owner_key_hash: str | None = None, queued_cap: int | None = None, lesson_link: str | None = None,
     ) -> int:
         """Insert a run; returns its id. With `queued_cap`, raise QueueFull when the key's owner already has that many queued.
 
@@ -247,15 +261,38 @@ class RunStore:
             if queued_cap is not None and owner_key_hash is not None:
                 _check_queue_cap(connection, owner_key_hash, queued_cap)
             cursor = connection.execute(
-                "INSERT INTO runs (name, owner, owner_key_hash, dataset, spec, settings, status, parameters, created_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?)",
-                (name, owner, owner_key_hash, settings.get("dataset", "mnist"), json.dumps(spec), json.dumps(settings), status, parameters,
-                 time.time()),
+                "INSERT INTO runs (name, owner, owner_key_hash, lesson_link, dataset, spec, settings, status, parameters, created_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (name, owner, owner_key_hash, lesson_link, settings.get("dataset", "mnist"), json.dumps(spec), json.dumps(settings), status,
+                 parameters, time.time()),
             )  # fmt: skip
             run_id = int(cursor.lastrowid)
         with self._storage_errors():
             self.run_directory(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
+
+    def create_lesson_link(self, link_id: str, title: str, spec: dict, settings: dict, locked: list[str] | tuple[str, ...]) -> None:
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT INTO lesson_links (id, title, spec, settings, locked, created_at) VALUES (?,?,?,?,?,?)",
+                (link_id, title, json.dumps(spec), json.dumps(settings), json.dumps(list(locked)), time.time()),
+            )
+
+    def lesson_link(self, link_id: str) -> dict | None:
+        """The lesson link's row as a dict (see core.jobs.lesson_links.from_row), or None when no link has this id."""
+        with self._connect() as connection:
+            row = connection.execute("SELECT * FROM lesson_links WHERE id = ?", (link_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def set_lesson_link_names_hidden(self, link_id: str, hidden: bool) -> None:
+        with self._transaction() as connection:
+            connection.execute("UPDATE lesson_links SET hide_names = ? WHERE id = ?", (int(hidden), link_id))
+
+    def lesson_link_runs(self, link_id: str) -> list[Run]:
+        """Every run made from the lesson link, oldest first, without metrics."""
+        with self._connect() as connection:
+            rows = connection.execute("SELECT * FROM runs WHERE lesson_link = ? ORDER BY id", (link_id,)).fetchall()
+        return [_run_from_row(row) for row in rows]
 
     def requeue(self, run_id: int, from_statuses: tuple[str, ...], queued_cap: int | None = None, **values: Any) -> bool:
         """`transition` to `queued`, refused with QueueFull when the run's owner already has `queued_cap` queued (one transaction)."""
@@ -410,6 +447,7 @@ ADDED_COLUMNS = (
     (2, "runs", "message_params", "TEXT"),
     (3, "metrics", "robust_accuracy", "REAL"),
     (4, "runs", "owner_key_hash", "TEXT"),
+    (5, "runs", "lesson_link", "TEXT"),
 )
 
 
