@@ -99,6 +99,9 @@ def actor() -> access.Actor:
 
 def lesson_link() -> lesson_links.LessonLink | None:
     """The lesson link this browser opened (?lesson=…), or None; an unknown or crafted one is said once and dropped."""
+    from_url = st.query_params.get("lesson")
+    if from_url and from_url != st.session_state.get("lesson_link"):
+        st.session_state.lesson_link = from_url  # a link followed inside the app (the presenter view's, say) replaces the session's
     link_id = st.session_state.get("lesson_link")
     if not link_id:
         return None
@@ -156,6 +159,8 @@ def keep_in_url() -> None:
     second page would otherwise start a new session in the browser's language with no name
     and no draft. Each value is written only when it differs, since every write goes to the browser.
     """
+    if (followed := st.query_params.get("lesson")) and followed != st.session_state.get("lesson_link"):
+        st.session_state.lesson_link = followed  # a lesson link followed inside the app (st.page_link to the presenter view)
     wanted = {"lang": language(), "draft": st.session_state.draft_key, "owner": st.session_state.owner, "key": st.session_state.owner_key}
     if st.session_state.get("selected_run"):
         wanted["run"] = str(st.session_state.selected_run)
