@@ -97,6 +97,11 @@ def actor() -> access.Actor:
     return access.Actor.for_key(st.session_state.owner_key, teacher=bool(st.session_state.get("teacher")) and teacher_gate().enabled)
 
 
+def digits_owner() -> str:
+    """Whose "my digits" this browser reads and writes: its owner key's hash, never the name typed in the sidebar."""
+    return actor().key_hash or ""
+
+
 def lesson_link() -> lesson_links.LessonLink | None:
     """The lesson link this browser opened (?lesson=…), or None; an unknown or crafted one is said once and dropped."""
     from_url = st.query_params.get("lesson")

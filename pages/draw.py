@@ -8,7 +8,7 @@ from core.drawing import classify, digits, ensemble, preprocess
 from core.training import checkpoint
 from core.views import drawing_plots
 from pages import canvas_widget
-from pages.common import language, require_frame, select_run, service, t
+from pages.common import digits_owner, language, require_frame, select_run, service, t
 
 require_frame()
 
@@ -72,7 +72,7 @@ def choose_members(runs: list) -> tuple[list, str]:
 
 
 def my_digits() -> digits.DigitSet:
-    return digits.DigitSet(service().store.directory, st.session_state.owner)
+    return digits.DigitSet(service().store.directory, digits_owner())
 
 
 def open_in_inspect(run_id: int, view: str) -> None:
@@ -147,8 +147,6 @@ def my_digits_section(runs: list, members: list, combination: str) -> None:
     except digits.DigitSetError as error:
         st.error(error.render(language()))
         return
-    if not st.session_state.owner:
-        st.caption(t("draw.owner_hint"))
     st.metric(t("draw.my_digits_count"), count)
     if count:
         st.caption(t("draw.per_label", counts=", ".join(f"{label}: {number}" for label, number in enumerate(counts))))
@@ -157,11 +155,11 @@ def my_digits_section(runs: list, members: list, combination: str) -> None:
         rows = []
         if len(members) > 1:
             checkpoints = tuple(checkpoint_of(member) for member in members)
-            report = ensemble_report(checkpoints, combination, str(service().store.directory), st.session_state.owner, version)
+            report = ensemble_report(checkpoints, combination, str(service().store.directory), digits_owner(), version)
             name = t("draw.ensemble_row", combination=t(f"inspect.ensembles.{combination}"), accuracy=f"{report.accuracy:.1%}")
             rows.append((name, report.per_label_correct, report.per_label_total))
         for run in runs[:RUNS_TO_COMPARE]:
-            report = set_report(*checkpoint_of(run), str(service().store.directory), st.session_state.owner, version)
+            report = set_report(*checkpoint_of(run), str(service().store.directory), digits_owner(), version)
             rows.append((f"#{run.id} {run.name} · {report.accuracy:.1%}", report.per_label_correct, report.per_label_total))
         st.caption(t("draw.strip_caption"))
         st.plotly_chart(drawing_plots.confusion_strip(rows, t("draw.true_digit")), key="draw.strip")

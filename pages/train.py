@@ -13,7 +13,7 @@ from core.training.settings import SettingsError
 from core.views.i18n import render_any
 from core.views import builder_state, leaderboard, plots, run_views, train_form
 from pages import run_widgets
-from pages.common import actor, device_label, language, lesson_link, require_frame, save_draft, select_run, service, t
+from pages.common import actor, device_label, digits_owner, language, lesson_link, require_frame, save_draft, select_run, service, t
 
 require_frame()
 
@@ -68,7 +68,7 @@ def field_widget(form_field: train_form.FormField, value: object) -> object:
 
 def my_digits_widget(values: dict) -> bool:
     """The checkbox that adds the owner's "my digits" (saved on the Draw page) to the run's training data, with their count."""
-    offer = train_form.my_digits_offer(service().store.directory, st.session_state.owner, values["dataset"])
+    offer = train_form.my_digits_offer(service().store.directory, digits_owner(), values["dataset"])
     label, hint = t("train.my_digits_checkbox", count=offer.count), t("train.hint.include_my_digits")
     if not offer.usable:
         # A widget of its own, unticked: a set that became unusable is never asked for by a box still ticked from before.

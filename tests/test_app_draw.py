@@ -19,7 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.drawing import classify, digits, preprocess, synthetic
-from core.jobs import runner
+from core.jobs import access, runner
 from core.jobs.store import RunStore
 from core.training import checkpoint
 from core.training.presets import get as get_preset
@@ -61,8 +61,13 @@ def canvas_value(image: np.ndarray, strokes: list[dict]) -> dict:
     return {"drawing": {"raw": {"objects": strokes}, "data": url}, "backgroundFit": None}
 
 
+DRAW_KEY = access.new_key()
+KIM = access.key_hash(DRAW_KEY)  # whose "my digits" the page keeps: the browser's key, not the typed name
+
+
 def open_draw(language: str = "en", **state) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["key"] = DRAW_KEY
     at.session_state["owner"] = "kim"
     at.run()
     at.session_state["language"] = language
@@ -127,7 +132,7 @@ def test_saving_a_drawing_puts_it_in_my_digits_on_disk(app_store, finished_run, 
     at.button(key="draw.save").click()
     at.run()
     assert not at.exception
-    saved = digits.DigitSet(app_store.directory, "kim")
+    saved = digits.DigitSet(app_store.directory, KIM)
     images, labels = saved.tensors()
     assert labels.tolist() == [7]
     assert np.array_equal(images[0].numpy(), preprocess.prepare(canvas).image)

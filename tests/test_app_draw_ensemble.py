@@ -18,7 +18,7 @@ from core.probes import ensembles
 from core.probes.mistakes import Predictions
 from core.training import checkpoint
 from core.training.presets import get as get_preset
-from tests.test_app_draw import app_store, draw, en, finished_run, metric, open_draw  # noqa: F401 — fixtures and helpers
+from tests.test_app_draw import KIM, app_store, draw, en, finished_run, metric, open_draw  # noqa: F401 — fixtures and helpers
 
 
 class FixedAnswer(nn.Module):
@@ -84,7 +84,7 @@ def second_run(app_store, finished_run) -> int:  # noqa: F811 — the fixtures i
 
 
 def test_the_page_shows_the_ensembles_digit_and_each_members(app_store, finished_run, second_run, mnist):  # noqa: F811
-    saved = digits.DigitSet(app_store.directory, "kim")
+    saved = digits.DigitSet(app_store.directory, KIM)
     for index in range(6):
         saved.add(mnist.test_images[index].numpy(), int(mnist.test_labels[index]))
     at = open_draw()

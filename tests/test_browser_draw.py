@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from core.drawing import digits
-from core.jobs import runner
+from core.jobs import access, runner
 from core.jobs.store import RunStore
 from core.training.presets import get as get_preset
 from core.training.settings import TrainSettings
@@ -65,8 +65,9 @@ def server(tmp_path_factory):
 # ----------------------------------------------------------------------------- page helpers (shared with benchmarks/drawing.py)
 
 
-def open_draw_page(page, url: str, owner: str = "") -> None:
-    page.goto(f"{url}/draw" + (f"?owner={owner}" if owner else ""))
+def open_draw_page(page, url: str, owner: str = "", key: str = "") -> None:
+    query = "&".join(part for part in (f"owner={owner}" if owner else "", f"key={key}" if key else "") if part)
+    page.goto(f"{url}/draw" + (f"?{query}" if query else ""))
     wait_for("the Draw page's canvas", lambda: page.locator(CANVAS).count() > 0 and page.locator(CANVAS).first.bounding_box(), PAGE_DEADLINE)
     wait_idle(page)
 
@@ -131,7 +132,8 @@ def test_draw_a_one_and_a_seven_and_save_one(server, browser):
     page = context.new_page()
     page.set_default_timeout(30_000)
     try:
-        open_draw_page(page, server["url"], owner="ji-woo")
+        key = access.new_key()
+        open_draw_page(page, server["url"], owner="ji-woo", key=key)
         for strokes, digit in ((ONE, "1"), (SEVEN, "7")):
             clear_canvas(page)
             released = draw_strokes(page, strokes)
@@ -150,7 +152,7 @@ def test_draw_a_one_and_a_seven_and_save_one(server, browser):
             print(f"\nbrowser: drew {digit}, shown {shown - released:.2f} s after the mouse was released; probabilities {probabilities}")
         # Save the 7 with its true label (the page offers its guess as the label).
         page.get_by_role("button", name=en("draw.save")).click()
-        saved = digits.DigitSet(server["runs"], "ji-woo")
+        saved = digits.DigitSet(server["runs"], access.key_hash(key))  # kept under the browser's key, not the typed name
         wait_for("the saved digit on disk", lambda: len(saved) == 1, 20)
         assert saved.tensors()[1].tolist() == [7]
         wait_for("the count of my digits", lambda: page.locator("[data-testid=stMetricValue]", has_text="1").count() > 0, 20)

@@ -15,7 +15,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.drawing import digits
-from core.jobs import runner, training_data
+from core.jobs import access, runner, training_data
 from core.jobs.store import RunStore
 from core.training.presets import get as get_preset
 from core.training.settings import TrainSettings, parse_assignment
@@ -66,8 +66,13 @@ def train_recording_splits(monkeypatch) -> list:
     return seen
 
 
-def open_page(page: str, owner: str) -> AppTest:
+KEYS = {"kim": access.new_key(), "lee": access.new_key()}  # each browser's owner key; "my digits" are kept under its hash
+
+
+def open_page(page: str, owner: str, browser: str | None = None) -> AppTest:
+    """The page as the browser `browser` (default: the one named `owner`), with `owner` typed as its name."""
     at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["key"] = KEYS[browser or owner]
     at.session_state["owner"] = owner
     at.session_state["network"] = get_preset("logistic-regression").network
     at.session_state["preset"] = "logistic-regression"
@@ -130,6 +135,18 @@ def test_no_digits_are_added_without_an_owner_a_digit_or_mnist(store, mnist, own
     assert record.my_digits == 0 and record.note.code == code
 
 
+def test_a_run_with_an_owner_key_takes_that_browsers_digits_not_the_typed_names(store, mnist):
+    save_digits(store, "kim", mnist)  # a set kept under the name "kim" (before classroom mode)
+    lee = access.key_hash(KEYS["lee"])
+    run_id = store.create(get_preset("logistic-regression").network, TrainSettings(include_my_digits=True).to_dict(), owner="kim",
+                          owner_key_hash=lee)  # fmt: skip
+    run = store.get(run_id, with_metrics=False)
+    assert runner.with_my_digits(store, run, mnist) is mnist  # lee's browser has none
+    assert training_data.read(store.run_directory(run_id)).note.code == "run.my_digits_empty"
+    save_digits(store, lee, mnist, count=3)
+    assert len(runner.with_my_digits(store, run, mnist).train_labels) == len(mnist.train_labels) + 3
+
+
 def test_a_run_that_did_not_ask_records_nothing(store):
     run = store.get(tiny_run(store, "kim"), with_metrics=False)
     assert training_data.read(store.run_directory(run.id)) is None
@@ -143,7 +160,7 @@ def test_the_command_line_sets_it_like_any_switch():
 
 
 def test_the_train_page_offers_my_digits_with_their_count(app_store, mnist):
-    save_digits(app_store, "kim", mnist)
+    save_digits(app_store, access.key_hash(KEYS["kim"]), mnist)
     at = open_page("pages/train.py", "kim")
     box = at.checkbox(key="train.include_my_digits")
     assert box.label == en("train.my_digits_checkbox", count=SAVED) and not box.disabled and not box.value
@@ -152,10 +169,12 @@ def test_the_train_page_offers_my_digits_with_their_count(app_store, mnist):
     assert at.session_state["settings"]["include_my_digits"] is True  # what the Train button submits
 
 
-@pytest.mark.parametrize(("owner", "reason"), [("", "no_owner"), ("lee", "empty")])
-def test_the_train_page_greys_the_checkbox_out_and_says_why(app_store, mnist, owner, reason):
-    save_digits(app_store, "kim", mnist)  # someone else's digits are not offered
-    at = open_page("pages/train.py", owner)
+@pytest.mark.parametrize("owner", ["lee", "kim"])
+def test_the_train_page_greys_the_checkbox_out_and_says_why(app_store, mnist, owner):
+    save_digits(app_store, access.key_hash(KEYS["kim"]), mnist)  # kim's browser's digits
+    # Lee's browser is offered none of them, even with "kim" typed as its name.
+    at = open_page("pages/train.py", owner, browser="lee")
+    reason = "empty"
     box = at.checkbox(key="train.include_my_digits.unavailable")
     assert box.label == en("train.my_digits_checkbox", count=0) and box.disabled and not box.value
     assert en(f"train.my_digits_hint.{reason}") in [element.value for element in at.caption]

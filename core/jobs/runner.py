@@ -247,10 +247,13 @@ def _my_digits(store: RunStore, run: Run, dataset: str) -> tuple[torch.Tensor, t
     nothing = torch.zeros((0, 28, 28), dtype=torch.uint8), torch.zeros(0, dtype=torch.int64)
     if dataset != "mnist":
         return *nothing, Message("run.my_digits_not_mnist", {"dataset": dataset})
-    if not run.owner.strip():
+    # A browser's digits are kept under its owner key's hash (core.jobs.access), so a typed name cannot reach anyone else's;
+    # runs made before classroom mode had only the typed name.
+    owner = run.owner_key_hash or run.owner.strip()
+    if not owner:
         return *nothing, Message("run.my_digits_no_owner")
     try:
-        images, labels = DigitSet(store.directory, run.owner).tensors()
+        images, labels = DigitSet(store.directory, owner).tensors()
     except (LayerLabError, OSError, ValueError, SyntaxError) as error:  # A damaged index or PNG (Pillow raises all three).
         return *nothing, Message("run.my_digits_unreadable", {"detail": str(error)[:300]})
     if not len(labels):
